@@ -1,0 +1,485 @@
+"""MetaLabelCorrectionClassifier: parameters, validation, label encoding, dispatch."""
+
+from __future__ import annotations
+
+import copy
+import inspect
+import numbers
+import warnings
+
+import numpy as np
+import torch
+from sklearn import config_context
+from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context
+from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_array, check_is_fitted, validate_data
+from torch import nn
+
+from ._engine import BiLevelNet, MetaBatches, TrainInfo, encode_targets
+from .methods import MetaMethod, available_methods, get_method
+from .modules import MLP
+
+__all__ = ["MetaLabelCorrectionClassifier", "NoTrustedSetWarning", "MetaSetWarning"]
+
+
+class NoTrustedSetWarning(UserWarning):
+    """Fit ran without a trusted set (``meta_fallback="noisy_subset"``)."""
+
+
+class MetaSetWarning(UserWarning):
+    """The trusted set does not cover every class of ``y``."""
+
+
+def _resolve_device(device):
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if str(device).startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(
+            f"device={device!r} was requested but no CUDA GPU is available; "
+            "use device='cpu' or device='auto'."
+        )
+    return device
+
+
+class MetaLabelCorrectionClassifier(ClassifierMixin, BaseEstimator):
+    """Classifier trained on noisy labels, corrected with a small trusted set.
+
+    One estimator in front of several meta-learning methods.  The training rows
+    carry possibly wrong labels; a small *trusted* (meta) set carries clean
+    labels and steers the correction.
+
+    Parameters
+    ----------
+    method : str or MetaMethod, default="mlc"
+        ``"mlc"``, ``"ce"``, ``"glc"`` (see :func:`sklearn_noisy.methods.
+        available_methods`), or a method object such as
+        ``sklearn_noisy.methods.MLC(init_diagonal=0.6)`` whose parameters are
+        tunable as ``method__<param>``.
+    module : torch.nn.Module class or instance, default=None
+        The network.  ``None`` gives :class:`sklearn_noisy.modules.MLP`.  A class
+        is instantiated with ``n_features`` and ``n_classes`` (when its
+        ``__init__`` takes them) and ``module_params``; an instance is copied, never
+        trained in place.
+    hidden_layer_sizes : tuple of int, default=(256, 256)
+        Hidden widths of the default MLP (ignored with a custom ``module``).
+    module_params : dict, default=None
+        Further keyword arguments for the module's constructor.
+    max_epochs : int, default=50
+    batch_size : int, default=64
+    lr : float, default=1e-3
+        Learning rate of the main optimizer.
+    optimizer : torch optimizer class, default=torch.optim.Adam
+    optimizer_params : dict, default=None
+        Further keyword arguments of the optimizer (``weight_decay``, ...).
+    meta_lr : float, default=1e-2
+        Learning rate of the meta optimizer (Adam) of methods with a meta step.
+    meta_batch_size : int, default=None
+        Trusted rows per meta step; ``None`` uses ``batch_size`` (capped at the
+        trusted-set size).
+    meta_every : int, default=1
+        Run the virtual/meta steps on every ``meta_every``-th batch only.
+    warmup_epochs : int, default=None
+        Epochs of plain training before the meta steps start; ``None`` lets the
+        method choose (see each method's documentation).
+    train_on_meta : bool or "auto", default="auto"
+        Whether the trusted rows are trained on as well (with cross-entropy);
+        ``"auto"`` takes the method's default.
+    meta_fallback : {"raise", "noisy_subset"}, default="raise"
+        What ``fit`` does without a trusted set.  ``"raise"`` refuses, so a
+        forgotten meta set cannot go unnoticed.  ``"noisy_subset"`` takes a
+        stratified 10% of the (noisy) training rows as the meta set, with a
+        :class:`NoTrustedSetWarning`: the correction then has no clean signal,
+        so use it only to exercise the code (sklearn's common checks do).
+    device : str, default="auto"
+        ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"``, ``"cuda:1"``...
+    random_state : int, RandomState instance or None, default=None
+        Seeds weight initialisation, shuffling and meta batches through a private
+        torch generator state; the global torch and numpy RNGs are left as they were.
+    verbose : int, default=0
+        0 is silent; 1 prints a line per epoch (skorch's log).
+
+    Attributes
+    ----------
+    classes_ : ndarray of shape (n_classes,)
+    n_features_in_ : int
+    feature_names_in_ : ndarray of str
+        When ``X`` is a DataFrame with string column names.
+    method_ : MetaMethod
+        The method object used for the fit.
+    net_ : skorch.NeuralNet
+        The trained net (private; its ``module_`` is the torch module).
+    corrected_proba_ : ndarray of shape (n_samples, n_classes)
+        Corrected label distribution of each row of ``X`` (rows sum to 1).  With
+        ``meta_mask``, trusted rows hold their own label.
+    corrected_labels_ : ndarray of shape (n_samples,)
+        ``classes_[argmax(corrected_proba_)]``, in the original label space.
+    transition_matrix_ : ndarray of shape (n_classes, n_classes)
+        ``T[i, j] = P(noisy = j | true = i)``, rows sum to 1.  Learned by
+        ``mlc``/``glc``; estimated from ``corrected_proba_`` against the noisy
+        labels by the other methods.
+    history_ : skorch.History
+        Per epoch: ``train_loss``, ``meta_loss``, ``meta_acc``,
+        ``labels_changed`` (share of noisy rows whose corrected label differs
+        from the given one), ``dur``.
+    n_iter_ : int
+        Epochs run.
+
+    Examples
+    --------
+    >>> from sklearn.datasets import load_digits
+    >>> from sklearn_noisy import MetaLabelCorrectionClassifier
+    >>> from sklearn_noisy.noise import make_noisy_labels
+    >>> X, y = load_digits(return_X_y=True)
+    >>> X = X / 16.0
+    >>> y_noisy, T = make_noisy_labels(y[100:], kind="symmetric", rate=0.3, random_state=0)
+    >>> clf = MetaLabelCorrectionClassifier(method="mlc", max_epochs=5, random_state=0)
+    >>> clf = clf.fit(X[100:], y_noisy, X_meta=X[:100], y_meta=y[:100])
+    >>> clf.transition_matrix_.shape
+    (10, 10)
+    """
+
+    __metadata_request__fit = {"X_meta": True, "y_meta": True, "meta_mask": True}
+
+    _parameter_constraints: dict = {
+        "method": [StrOptions(set(available_methods())), MetaMethod],
+        "module": [None, type, nn.Module],
+        "hidden_layer_sizes": [tuple, list],
+        "module_params": [None, dict],
+        "max_epochs": [Interval(numbers.Integral, 1, None, closed="left")],
+        "batch_size": [Interval(numbers.Integral, 1, None, closed="left")],
+        "lr": [Interval(numbers.Real, 0, None, closed="neither")],
+        "optimizer": [type],
+        "optimizer_params": [None, dict],
+        "meta_lr": [Interval(numbers.Real, 0, None, closed="neither")],
+        "meta_batch_size": [None, Interval(numbers.Integral, 1, None, closed="left")],
+        "meta_every": [Interval(numbers.Integral, 1, None, closed="left")],
+        "warmup_epochs": [None, Interval(numbers.Integral, 0, None, closed="left")],
+        "train_on_meta": ["boolean", StrOptions({"auto"})],
+        "meta_fallback": [StrOptions({"raise", "noisy_subset"})],
+        "device": [str],
+        "random_state": ["random_state"],
+        "verbose": ["verbose"],
+    }
+
+    def __init__(
+        self,
+        method="mlc",
+        *,
+        module=None,
+        hidden_layer_sizes=(256, 256),
+        module_params=None,
+        max_epochs=50,
+        batch_size=64,
+        lr=1e-3,
+        optimizer=torch.optim.Adam,
+        optimizer_params=None,
+        meta_lr=1e-2,
+        meta_batch_size=None,
+        meta_every=1,
+        warmup_epochs=None,
+        train_on_meta="auto",
+        meta_fallback="raise",
+        device="auto",
+        random_state=None,
+        verbose=0,
+    ):
+        self.method = method
+        self.module = module
+        self.hidden_layer_sizes = hidden_layer_sizes
+        self.module_params = module_params
+        self.max_epochs = max_epochs
+        self.batch_size = batch_size
+        self.lr = lr
+        self.optimizer = optimizer
+        self.optimizer_params = optimizer_params
+        self.meta_lr = meta_lr
+        self.meta_batch_size = meta_batch_size
+        self.meta_every = meta_every
+        self.warmup_epochs = warmup_epochs
+        self.train_on_meta = train_on_meta
+        self.meta_fallback = meta_fallback
+        self.device = device
+        self.random_state = random_state
+        self.verbose = verbose
+
+    # ---------------------------------------------------------------- input
+    def _validate_meta(self, X, y, X_meta, y_meta, meta_mask):
+        """Split the input into noisy rows and trusted rows.
+
+        Returns ``(X_noisy, y_noisy, X_trusted, y_trusted, noisy_rows)`` where
+        ``noisy_rows`` maps the noisy rows back to rows of ``X`` (``None`` when
+        ``X`` holds only noisy rows).
+        """
+        n = len(y)
+        if meta_mask is not None and (X_meta is not None or y_meta is not None):
+            raise ValueError(
+                "Pass the trusted set either as X_meta/y_meta or as meta_mask, not both."
+            )
+        if (X_meta is None) != (y_meta is None):
+            missing = "y_meta" if y_meta is None else "X_meta"
+            raise ValueError(f"X_meta and y_meta go together; {missing} is missing.")
+
+        if meta_mask is not None:
+            mask = np.asarray(meta_mask)
+            if mask.ndim != 1 or mask.shape[0] != n:
+                raise ValueError(
+                    f"meta_mask must be a 1-D boolean array of length {n} (one entry per "
+                    f"row of X); got shape {mask.shape}."
+                )
+            if mask.dtype != bool:
+                if mask.dtype.kind in "iu" and np.isin(mask, (0, 1)).all():
+                    mask = mask.astype(bool)
+                else:
+                    raise ValueError(
+                        f"meta_mask must be boolean (or 0/1 integers); got dtype {mask.dtype}."
+                    )
+            if not mask.any():
+                raise ValueError("meta_mask marks no row as trusted.")
+            if mask.all():
+                raise ValueError("meta_mask marks every row as trusted; no noisy rows are left.")
+            rows = np.flatnonzero(~mask)
+            return X[~mask], y[~mask], X[mask], y[mask], rows
+
+        if X_meta is None:
+            if self.meta_fallback == "raise":
+                raise ValueError(
+                    "No trusted set given: pass X_meta and y_meta (or meta_mask). "
+                    "Set meta_fallback='noisy_subset' to fit without one (no clean signal)."
+                )
+            warnings.warn(
+                "No trusted set given: a stratified 10% of the noisy rows is used as the "
+                "meta set (meta_fallback='noisy_subset'); the correction has no clean signal.",
+                NoTrustedSetWarning,
+                stacklevel=3,
+            )
+            rng = np.random.RandomState(0)
+            take = np.zeros(n, dtype=bool)
+            for c in np.unique(y):
+                members = np.flatnonzero(y == c)
+                k = max(1, int(round(0.1 * len(members))))
+                take[rng.choice(members, size=k, replace=False)] = True
+            return X, y, X[take], y[take], None
+
+        if hasattr(X_meta, "__len__") and len(X_meta) == n:
+            raise ValueError(
+                f"X_meta has as many rows as X ({n}). Cross-validation tools slice any fit "
+                "parameter of len(X) per fold, so this trusted set would be cut silently. "
+                "Use meta_mask with X holding both the noisy and the trusted rows instead."
+            )
+        X_meta = validate_data(self, X_meta, reset=False, dtype=[np.float64, np.float32])
+        y_meta = check_array(y_meta, ensure_2d=False, dtype=None, ensure_all_finite=False)
+        if y_meta.ndim != 1:
+            raise ValueError(f"y_meta must be 1-D; got shape {y_meta.shape}.")
+        if len(y_meta) != len(X_meta):
+            raise ValueError(
+                f"X_meta and y_meta have different lengths ({len(X_meta)} and {len(y_meta)})."
+            )
+        return X, y, X_meta, y_meta, None
+
+    def _encode_trusted(self, y_trusted, n_classes):
+        known = np.isin(y_trusted, self.classes_)
+        if not known.all():
+            extra = np.unique(y_trusted[~known])
+            raise ValueError(
+                f"y_meta has classes absent from y: {extra.tolist()}. The trusted set can "
+                "only hold classes that the training labels have."
+            )
+        y_enc = np.searchsorted(self.classes_, y_trusted)
+        missing = np.setdiff1d(np.arange(n_classes), y_enc)
+        if len(missing) and self.meta_fallback != "noisy_subset":
+            warnings.warn(
+                f"The trusted set (y_meta) has no sample of classes "
+                f"{self.classes_[missing].tolist()}; the meta loss cannot steer their "
+                "correction. Add at least one trusted sample per class.",
+                MetaSetWarning,
+                stacklevel=3,
+            )
+        return y_enc
+
+    # ------------------------------------------------------------ building
+    def _make_module(self, n_features, n_classes):
+        params = dict(self.module_params or {})
+        if self.module is None:
+            return MLP(
+                n_features,
+                n_classes,
+                hidden_layer_sizes=tuple(self.hidden_layer_sizes),
+                **params,
+            )
+        if isinstance(self.module, nn.Module):
+            if params:
+                raise ValueError("module_params apply to a module class, not an instance.")
+            return copy.deepcopy(self.module)
+        sig = inspect.signature(self.module)
+        if "n_features" in sig.parameters:
+            params.setdefault("n_features", n_features)
+        if "n_classes" in sig.parameters:
+            params.setdefault("n_classes", n_classes)
+        return self.module(**params)
+
+    # ----------------------------------------------------------------- fit
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y, X_meta=None, y_meta=None, meta_mask=None):
+        """Fit on noisy ``(X, y)`` with a trusted set.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,)
+            Possibly wrong labels.
+        X_meta, y_meta : array-like, default=None
+            The trusted set, with clean labels.
+        meta_mask : array-like of bool, shape (n_samples,), default=None
+            Marks the rows of ``X`` whose labels are trusted (the form that works
+            with any sklearn tool).  Exclusive with ``X_meta``/``y_meta``.
+
+        Returns
+        -------
+        self
+        """
+        X, y = validate_data(self, X, y, dtype=[np.float64, np.float32], y_numeric=False)
+        check_classification_targets(y)
+        self.classes_ = np.unique(y)
+        n_classes = len(self.classes_)
+        if n_classes < 2:
+            raise ValueError(
+                f"y has a single class ({self.classes_[0]!r}); a classifier needs at "
+                "least 2 classes."
+            )
+        X_n, y_n, X_t, y_t, noisy_rows = self._validate_meta(X, y, X_meta, y_meta, meta_mask)
+        y_n_enc = np.searchsorted(self.classes_, y_n)
+        y_t_enc = self._encode_trusted(y_t, n_classes)
+
+        self.method_ = get_method(self.method)
+        train_on_meta = (
+            self.method_.train_on_meta if self.train_on_meta == "auto" else self.train_on_meta
+        )
+        train_on_meta = train_on_meta or self.method_.requires_trusted_rows
+        if train_on_meta:
+            X_train = np.concatenate([X_n, X_t]).astype(np.float32)
+            y_train = np.concatenate([y_n_enc, y_t_enc])
+            trusted = np.r_[np.zeros(len(y_n_enc), bool), np.ones(len(y_t_enc), bool)]
+        else:
+            X_train = X_n.astype(np.float32)
+            y_train = y_n_enc
+            trusted = np.zeros(len(y_n_enc), bool)
+
+        device = _resolve_device(self.device)
+        seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
+        warmup = (
+            self.method_.default_warmup(self.max_epochs)
+            if self.warmup_epochs is None
+            else self.warmup_epochs
+        )
+        info = TrainInfo(
+            n_samples=len(y_train),
+            n_classes=n_classes,
+            y=torch.as_tensor(y_train, dtype=torch.int64),
+            trusted=torch.as_tensor(trusted),
+            n_features=X.shape[1],
+        )
+        optimizer_params = {f"optimizer__{k}": v for k, v in (self.optimizer_params or {}).items()}
+
+        def make_net(method):
+            return BiLevelNet(
+                module=self._make_module(X.shape[1], n_classes),
+                criterion=nn.CrossEntropyLoss,
+                optimizer=self.optimizer,
+                lr=self.lr,
+                max_epochs=self.max_epochs,
+                batch_size=self.batch_size,
+                iterator_train__shuffle=True,
+                train_split=None,
+                device=device,
+                verbose=self.verbose,
+                method=method,
+                train_info=copy.copy(info),
+                warmup_epochs=warmup,
+                meta_lr=self.meta_lr,
+                meta_every=self.meta_every,
+                **optimizer_params,
+            )
+
+        fork_devices = [torch.device(device)] if str(device).startswith("cuda") else []
+        with torch.random.fork_rng(devices=fork_devices):
+            torch.manual_seed(seed)
+            meta_batches = MetaBatches(
+                X_t.astype(np.float32),
+                y_t_enc,
+                self.meta_batch_size or self.batch_size,
+                device,
+                seed,
+            )
+            targets = encode_targets(y_train, trusted)
+            with config_context(enable_metadata_routing=False):
+                net = self.method_.fit_net(make_net, X_train, targets, meta_batches)
+
+        self.net_ = net
+        self.history_ = net.history
+        self.n_iter_ = len(net.history)
+        self._set_corrections(net, X_n, y_n_enc, y_t_enc, noisy_rows, len(y))
+        self._check_finite()
+        return self
+
+    def _set_corrections(self, net, X_n, y_n_enc, y_t_enc, noisy_rows, n_rows):
+        n_classes = len(self.classes_)
+        logits = net.predict_logits(X_n.astype(np.float32))
+        rows = np.arange(len(y_n_enc))
+        with torch.no_grad():
+            proba = logits.softmax(1).to(net.device)
+            y_dev = torch.as_tensor(y_n_enc, device=net.device)
+            idx = torch.as_tensor(rows, device=net.device)
+            q = self.method_.correct(net, proba, y_dev, idx).double().cpu().numpy()
+        q = q / q.sum(1, keepdims=True)
+        self.transition_matrix_ = np.asarray(
+            self.method_.transition_matrix(net, q, y_n_enc), dtype=np.float64
+        )
+        extra = self.method_.fitted_attributes(net, rows)
+        if noisy_rows is not None:
+            full = np.zeros((n_rows, n_classes))
+            trusted_rows = np.setdiff1d(np.arange(n_rows), noisy_rows)
+            full[trusted_rows, y_t_enc] = 1.0
+            full[noisy_rows] = q
+            q = full
+            for key, value in extra.items():
+                value = np.asarray(value)
+                spread = np.full((n_rows, *value.shape[1:]), np.nan)
+                spread[noisy_rows] = value
+                extra[key] = spread
+        self.corrected_proba_ = q
+        self.corrected_labels_ = self.classes_[q.argmax(1)]
+        for key, value in extra.items():
+            setattr(self, key, value)
+
+    def _check_finite(self):
+        if not np.isfinite(self.history_[-1, "train_loss"]):
+            raise FloatingPointError(
+                "Training diverged (the training loss is not finite); lower lr "
+                f"(now {self.lr}) or meta_lr (now {self.meta_lr})."
+            )
+
+    # ------------------------------------------------------------- predict
+    def predict_proba(self, X):
+        """Class probabilities for ``X``, columns ordered as ``classes_``."""
+        check_is_fitted(self)
+        X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
+        logits = self.net_.predict_logits(X.astype(np.float32))
+        return logits.double().softmax(1).numpy()
+
+    def predict_log_proba(self, X):
+        """Log of :meth:`predict_proba`, computed stably."""
+        check_is_fitted(self)
+        X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
+        logits = self.net_.predict_logits(X.astype(np.float32))
+        return logits.double().log_softmax(1).numpy()
+
+    def predict(self, X):
+        """Predicted class of each row of ``X`` (in the original label space)."""
+        return self.classes_[self.predict_proba(X).argmax(1)]
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = False
+        return tags

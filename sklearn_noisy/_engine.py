@@ -1,0 +1,339 @@
+"""The bi-level training engine.
+
+:class:`BiLevelNet` is a skorch :class:`~skorch.NeuralNet` that overrides only
+:meth:`train_step`.  One training step of a meta method is
+
+1. **virtual step**: the training loss of the batch (which depends on the
+   method's meta parameters) is differentiated with ``create_graph=True`` and
+   the network parameters are moved one step, giving look-ahead parameters
+   ``theta_hat(phi)`` as a differentiable function of the meta parameters
+   ``phi``.  The step uses the live learning rate of the real optimizer; when
+   that optimizer keeps a second-moment estimate (Adam, AdamW, RMSprop) the
+   gradient is preconditioned by it so that the look-ahead moves about as far
+   as the real step will (momentum is not applied).  The network is evaluated
+   with :func:`torch.func.functional_call` on *copies* of its buffers, so
+   BatchNorm running statistics are untouched by the virtual step.
+2. **meta step**: the method's meta loss (cross-entropy on a batch of the
+   trusted set by default) is evaluated at ``theta_hat`` and differentiated with
+   respect to ``phi``; the meta optimizer takes a step.
+3. **actual step**: the training loss is recomputed with the updated
+   (detached) meta parameters and the real optimizer takes a step.
+
+During the first ``warmup_epochs`` epochs only the actual step runs.
+
+Everything particular to a method lives in a :class:`~sklearn_noisy.methods.
+MetaMethod`: the engine asks it for the meta module (meta parameters and
+per-sample tables, registered through :meth:`initialize_module` so that device
+moves, train/eval mode and pickling come from skorch), the per-sample training
+loss, and the correction of a batch.  Meta parameters are kept out of the main
+optimizer and have their own optimizer, ``meta_optimizer_``.
+
+Targets reach :meth:`train_step` as an ``(n, 3)`` integer tensor holding the
+encoded label, the sample's row index (for per-sample tables) and a flag that
+marks trusted rows that are trained on with plain cross-entropy.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from skorch import NeuralNet
+from skorch.dataset import unpack_data
+from skorch.utils import to_device
+from torch import nn
+from torch.func import functional_call
+
+__all__ = ["BiLevelNet", "Forward", "MetaBatches", "TrainInfo"]
+
+
+@dataclass
+class TrainInfo:
+    """What a method needs to know about the training set when it builds state.
+
+    Attributes
+    ----------
+    n_samples : int
+        Rows in the training table (noisy rows, then trusted rows if they are
+        trained on).
+    n_classes : int
+    y : torch.Tensor
+        Encoded labels of those rows (noisy labels, then trusted labels), int64,
+        on the net's device.
+    trusted : torch.Tensor
+        Boolean mask of the trusted rows among them.
+    n_features : int
+    """
+
+    n_samples: int
+    n_classes: int
+    y: torch.Tensor
+    trusted: torch.Tensor
+    n_features: int
+
+
+class MetaBatches:
+    """Endless, reshuffled mini-batches of the trusted set.
+
+    Built for one ``fit`` and passed to :meth:`BiLevelNet.fit` as a fit
+    parameter, so it is never stored on the fitted net (it holds a generator and
+    the meta data, neither of which belongs in a pickle).
+    """
+
+    def __init__(self, X, y, batch_size, device, seed):
+        self.X = torch.as_tensor(X, dtype=torch.float32).to(device)
+        self.y = torch.as_tensor(y, dtype=torch.int64).to(device)
+        self.batch_size = min(int(batch_size), len(self.y))
+        self._gen = torch.Generator().manual_seed(int(seed))
+        self._iter = self._cycle()
+
+    def _cycle(self):
+        n = len(self.y)
+        while True:
+            perm = torch.randperm(n, generator=self._gen).to(self.X.device)
+            for start in range(0, n - self.batch_size + 1, self.batch_size):
+                sel = perm[start : start + self.batch_size]
+                yield self.X[sel], self.y[sel]
+
+    def __next__(self):
+        return next(self._iter)
+
+    def __iter__(self):
+        return self
+
+
+class Forward:
+    """The network evaluated at given parameters (or at its live ones).
+
+    ``Forward(module)`` calls the module itself; ``Forward(module, params,
+    buffers)`` calls it functionally at ``params``.  ``features`` and ``head``
+    give the two halves of a module with a backbone/head split.
+    """
+
+    def __init__(self, module, params=None, buffers=None):
+        self.module = module
+        self.params = params
+        self.buffers = buffers
+
+    def _sub(self, prefix):
+        if self.params is None:
+            return None
+        state = {**self.params, **self.buffers}
+        n = len(prefix) + 1
+        return {k[n:]: v for k, v in state.items() if k.startswith(prefix + ".")}
+
+    def __call__(self, X):
+        if self.params is None:
+            return self.module(X)
+        return functional_call(self.module, (self.params, self.buffers), (X,))
+
+    def features(self, X):
+        if self.params is None:
+            return self.module.backbone(X)
+        return functional_call(self.module.backbone, self._sub("backbone"), (X,))
+
+    def head(self, f):
+        if self.params is None:
+            return self.module.head(f)
+        return functional_call(self.module.head, self._sub("head"), (f,))
+
+
+def _precondition(optimizer, param):
+    """Diagonal preconditioner of ``optimizer`` for ``param`` (or ``None``)."""
+    state = optimizer.state.get(param)
+    if not state or "exp_avg_sq" not in state and "square_avg" not in state:
+        return None
+    group = next(g for g in optimizer.param_groups if any(p is param for p in g["params"]))
+    eps = group.get("eps", 1e-8)
+    if "exp_avg_sq" in state:  # Adam / AdamW
+        beta2 = group["betas"][1]
+        step = float(state["step"])
+        v_hat = state["exp_avg_sq"] / (1.0 - beta2**step)
+    else:  # RMSprop
+        v_hat = state["square_avg"]
+    return 1.0 / (v_hat.sqrt() + eps)
+
+
+class BiLevelNet(NeuralNet):
+    """skorch net running the virtual / meta / actual step of a meta method.
+
+    Parameters (beyond :class:`skorch.NeuralNet`)
+    ----------------------------------------------
+    method : MetaMethod
+        The method (its logic; its state lives in ``meta_module_``).
+    train_info : TrainInfo
+        Facts about the training table the method builds its state from.
+    warmup_epochs : int
+        Epochs of plain training before meta steps start.
+    meta_lr : float
+        Learning rate of the meta optimizer.
+    meta_optimizer : torch optimizer class
+        Optimizer of the meta parameters.
+    meta_every : int
+        Run the virtual and meta steps on every ``meta_every``-th batch.
+    """
+
+    def __init__(
+        self,
+        module,
+        *args,
+        method=None,
+        train_info=None,
+        warmup_epochs=0,
+        meta_lr=1e-2,
+        meta_optimizer=torch.optim.Adam,
+        meta_every=1,
+        **kwargs,
+    ):
+        super().__init__(module, *args, **kwargs)
+        self.method = method
+        self.train_info = train_info
+        self.warmup_epochs = warmup_epochs
+        self.meta_lr = meta_lr
+        self.meta_optimizer = meta_optimizer
+        self.meta_every = meta_every
+
+    # ------------------------------------------------------------------ setup
+    def initialize_module(self):
+        super().initialize_module()
+        info = self.train_info
+        if info is not None:
+            info.y = info.y.to(self.device)
+            info.trusted = info.trusted.to(self.device)
+        meta = self.method.build(self, info) if self.method is not None else None
+        self.meta_module_ = (meta if meta is not None else nn.Module()).to(self.device)
+        return self
+
+    def get_all_learnable_params(self):
+        # Only the classifier's parameters reach the main optimizer.
+        yield from self.module_.named_parameters()
+
+    def initialize_optimizer(self, *args, **kwargs):
+        super().initialize_optimizer(*args, **kwargs)
+        meta_params = [p for p in self.meta_module_.parameters() if p.requires_grad]
+        self.meta_optimizer_ = (
+            self.meta_optimizer(meta_params, lr=self.meta_lr) if meta_params else None
+        )
+        return self
+
+    # ------------------------------------------------------------- per epoch
+    @property
+    def epoch_(self):
+        """Index of the running epoch (0-based)."""
+        return max(len(self.history) - 1, 0)
+
+    @property
+    def meta_active_(self):
+        return (
+            self.method is not None
+            and self.method.uses_meta_step
+            and self.epoch_ >= self.warmup_epochs
+        )
+
+    def on_epoch_begin(self, net, **kwargs):
+        super().on_epoch_begin(net, **kwargs)
+        self._epoch_sums = {}
+        self.method.on_epoch_begin(self)
+
+    def _accumulate(self, name, value, weight):
+        total, w = self._epoch_sums.get(name, (0.0, 0))
+        self._epoch_sums[name] = (total + value * weight, w + weight)
+
+    def on_epoch_end(self, net, **kwargs):
+        self.method.on_epoch_end(self)
+        for name, (total, weight) in self._epoch_sums.items():
+            value = total / weight
+            self.history.record(name, float(value.item() if torch.is_tensor(value) else value))
+        super().on_epoch_end(net, **kwargs)
+
+    def __getstate__(self):
+        state = super().__getstate__()
+        state.pop("_epoch_sums", None)
+        return state
+
+    # ------------------------------------------------------------- the step
+    def _batch_loss(self, forward, X, y, idx, trusted, virtual):
+        """Mean training loss of a batch: the method's loss on noisy rows, CE on trusted."""
+        per_sample, logits = self.method.train_loss(self, forward, X, y, idx, virtual=virtual)
+        if bool(self.train_info.trusted.any()):
+            ce = F.cross_entropy(logits, y, reduction="none")
+            w = self.method.trusted_weight(self)
+            per_sample = torch.where(trusted, w * ce, per_sample)
+        return per_sample.mean(), logits
+
+    def _meta_step(self, X, y, idx, trusted, meta_batches):
+        module = self.module_
+        params = dict(module.named_parameters())
+        buffers = {k: b.clone() for k, b in module.named_buffers()}
+        loss, _ = self._batch_loss(
+            Forward(module, params, buffers), X, y, idx, trusted, virtual=True
+        )
+        names = [k for k, p in params.items() if p.requires_grad]
+        grads = torch.autograd.grad(
+            loss, [params[k] for k in names], create_graph=True, allow_unused=True
+        )
+        lr = self.optimizer_.param_groups[0]["lr"]
+        lookahead = dict(params)
+        for k, g in zip(names, grads):
+            if g is None:
+                continue
+            pre = _precondition(self.optimizer_, params[k])
+            step = g if pre is None else g * pre
+            lookahead[k] = params[k] - lr * step
+        Xm, ym = next(meta_batches)
+        meta_logits = Forward(module, lookahead, buffers)(Xm)
+        meta_loss = self.method.meta_loss(self, meta_logits, ym)
+        self.method.meta_update(self, meta_loss)
+        with torch.no_grad():
+            acc = (meta_logits.argmax(1) == ym).float().mean()
+        self._accumulate("meta_loss", meta_loss.detach(), len(ym))
+        self._accumulate("meta_acc", acc, len(ym))
+
+    def train_step(self, batch, meta_batches=None, **fit_params):
+        Xb, yb = unpack_data(batch)
+        Xb = to_device(Xb, self.device)
+        yb = to_device(yb, self.device)
+        y, idx, trusted = yb[:, 0], yb[:, 1], yb[:, 2].bool()
+        self._set_training(True)
+
+        batch_number = len(self.history[-1]["batches"]) - 1
+        meta_step = (
+            self.meta_active_ and meta_batches is not None and batch_number % self.meta_every == 0
+        )
+        if meta_step:
+            self._meta_step(Xb, y, idx, trusted, meta_batches)
+
+        self.optimizer_.zero_grad(set_to_none=True)
+        loss, logits = self._batch_loss(Forward(self.module_), Xb, y, idx, trusted, virtual=False)
+        loss.backward()
+        self.notify(
+            "on_grad_computed",
+            named_parameters=list(self.get_all_learnable_params()),
+            batch=batch,
+            training=True,
+        )
+        self.optimizer_.step()
+
+        with torch.no_grad():
+            logits = logits.detach()
+            self.method.after_step(self, logits, y, idx)
+            noisy = ~trusted
+            n_noisy = noisy.sum()
+            if bool(n_noisy > 0):
+                corrected = self.method.correct(self, logits.softmax(1), y, idx)
+                changed = ((corrected.argmax(1) != y) & noisy).sum() / n_noisy
+                self._accumulate("labels_changed", changed, int(n_noisy))
+        return {"loss": loss.detach(), "y_pred": logits}
+
+    # ------------------------------------------------------------ inference
+    def predict_logits(self, X):
+        """Logits for ``X`` (eval mode, no gradient), as a float32 tensor on CPU."""
+        return self.forward(X, training=False, device="cpu")
+
+
+def encode_targets(y, trusted):
+    """Pack labels, row indices and the trusted flag into the engine's target array."""
+    n = len(y)
+    return np.stack([np.asarray(y, dtype=np.int64), np.arange(n), trusted.astype(np.int64)], 1)

@@ -1,0 +1,179 @@
+"""The method protocol, the registry, and helpers shared by methods.
+
+A method is a small :class:`~sklearn.base.BaseEstimator` holding its own
+hyper-parameters (tunable as ``method__<param>``) and the logic particular to
+it.  The engine (:class:`sklearn_noisy._engine.BiLevelNet`) calls these hooks:
+
+``build(net, info)``
+    Return an :class:`torch.nn.Module` with the method's meta parameters and
+    per-sample tables (sized ``info.n_samples`` rows), or ``None``.  The net
+    registers it as ``meta_module_``: it moves to the net's device, pickles with
+    the net, and its trainable parameters get the meta optimizer.
+``train_loss(net, forward, X, y, idx, virtual)``
+    Per-sample training loss of a batch and the batch logits.  ``forward`` is the
+    network at the live or the look-ahead parameters; ``idx`` are row indices
+    into per-sample tables; ``virtual`` tells the look-ahead step from the real
+    one.  The loss must depend on the meta parameters for the meta gradient to
+    reach them.
+``meta_loss(net, logits, y)``
+    Loss on a trusted batch at the look-ahead parameters (cross-entropy).
+``meta_update(net, meta_loss)``
+    Turn the meta loss into a meta-parameter update (meta optimizer step).
+``correct(net, proba, y, idx)``
+    Corrected label distribution of noisy rows given the model's probabilities.
+``after_step``, ``on_epoch_begin``, ``on_epoch_end``
+    Per-step and per-epoch bookkeeping (per-sample tables).
+``fit_net(make_net, X, targets, meta_batches)``
+    The training schedule; one run of the engine by default.
+``transition_matrix(net, corrected_proba, y)`` and ``fitted_attributes(net)``
+    What the classifier exposes after fit.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from sklearn.base import BaseEstimator, clone
+
+__all__ = ["MetaMethod", "register", "get_method", "available_methods"]
+
+_REGISTRY: dict[str, type] = {}
+
+
+def register(cls):
+    """Class decorator adding a method to the registry under ``cls.name``."""
+    _REGISTRY[cls.name] = cls
+    return cls
+
+
+def available_methods() -> list[str]:
+    """Names accepted by ``MetaLabelCorrectionClassifier(method=...)``."""
+    return sorted(_REGISTRY)
+
+
+def get_method(method) -> MetaMethod:
+    """A fresh method object from a name or a (cloned) method object."""
+    if isinstance(method, str):
+        if method not in _REGISTRY:
+            raise ValueError(
+                f"Unknown method={method!r}; choose one of {available_methods()} "
+                "or pass a method object."
+            )
+        return _REGISTRY[method]()
+    if isinstance(method, MetaMethod):
+        return clone(method)
+    raise TypeError(
+        f"method must be a string or a MetaMethod instance, got {type(method).__name__}."
+    )
+
+
+def estimate_transition_matrix(corrected_proba, y, n_classes) -> np.ndarray:
+    """Row-stochastic T from corrected (soft) labels and noisy labels.
+
+    ``T[i, j] = sum_n q[n, i] [y_n = j] / sum_n q[n, i]``: among the samples the
+    correction assigns to true class ``i``, the share labelled ``j``.  A class
+    that received no mass gets an identity row.
+    """
+    q = np.asarray(corrected_proba, dtype=np.float64)
+    onehot = np.eye(n_classes)[np.asarray(y)]
+    counts = q.T @ onehot
+    mass = counts.sum(1, keepdims=True)
+    T = np.where(mass > 0, counts / np.where(mass > 0, mass, 1.0), np.eye(n_classes))
+    return T
+
+
+def forward_corrected_nll(logits, log_T, y):
+    """Per-sample ``-log (softmax(logits) @ T)[y]``, computed in log space.
+
+    ``log_T`` is the elementwise log of a row-stochastic T (row = true class);
+    ``logsumexp_i(log p_i + log T[i, y])`` is exact and never takes a log of 0.
+    """
+    log_p = F.log_softmax(logits, dim=1)
+    return -torch.logsumexp(log_p + log_T[:, y].T, dim=1)
+
+
+def posterior_given_noisy(proba, T, y):
+    """``q[n] ∝ proba[n] * T[:, y_n]`` with a guard for all-zero rows."""
+    q = proba * T[:, y].T
+    s = q.sum(1, keepdim=True)
+    return torch.where(s > 0, q / s.clamp_min(1e-12), proba)
+
+
+class MetaMethod(BaseEstimator):
+    """Base class of the methods; the defaults are plain cross-entropy training.
+
+    Class attributes
+    ----------------
+    name : str
+        Registry name.
+    uses_meta_step : bool
+        Whether the engine runs the virtual and meta steps.
+    train_on_meta : bool
+        Default for the classifier's ``train_on_meta="auto"``: whether trusted
+        rows are also trained on (with cross-entropy).
+    requires_trusted_rows : bool
+        Whether the method trains on the trusted rows whatever ``train_on_meta``.
+    learns_transition_matrix : bool
+        Whether ``transition_matrix_`` is learned (else estimated from corrected
+        vs noisy labels).
+    """
+
+    name = "base"
+    uses_meta_step = False
+    train_on_meta = False
+    requires_trusted_rows = False
+    learns_transition_matrix = False
+
+    # --- defaults the classifier asks for
+    def default_warmup(self, max_epochs: int) -> int:
+        return 0
+
+    # --- engine hooks
+    def build(self, net, info):
+        return None
+
+    def train_loss(self, net, forward, X, y, idx, *, virtual):
+        logits = forward(X)
+        return F.cross_entropy(logits, y, reduction="none"), logits
+
+    def trusted_weight(self, net) -> float:
+        return 1.0
+
+    def meta_loss(self, net, logits, y):
+        return F.cross_entropy(logits, y)
+
+    def meta_update(self, net, meta_loss):
+        params = [p for p in net.meta_module_.parameters() if p.requires_grad]
+        grads = torch.autograd.grad(meta_loss, params, allow_unused=True)
+        for p, g in zip(params, grads):
+            p.grad = torch.zeros_like(p) if g is None else g
+        net.meta_optimizer_.step()
+        net.meta_optimizer_.zero_grad(set_to_none=True)
+
+    def after_step(self, net, logits, y, idx):
+        pass
+
+    def on_epoch_begin(self, net):
+        pass
+
+    def on_epoch_end(self, net):
+        pass
+
+    def correct(self, net, proba, y, idx):
+        return proba
+
+    # --- schedule
+    def fit_net(self, make_net, X, targets, meta_batches):
+        net = make_net(self)
+        net.initialize()
+        net.partial_fit(X, targets, meta_batches=meta_batches)
+        return net
+
+    # --- fitted attributes
+    def transition_matrix(self, net, corrected_proba, y):
+        return estimate_transition_matrix(corrected_proba, y, net.train_info.n_classes)
+
+    def fitted_attributes(self, net, rows) -> dict:
+        """Extra fitted attributes (per-sample values for ``rows`` of the table)."""
+        return {}

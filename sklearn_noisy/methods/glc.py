@@ -1,0 +1,79 @@
+"""``glc``: Gold Loss Correction (Hendrycks et al., 2018)."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import torch
+from torch import nn
+
+from ._base import MetaMethod, forward_corrected_nll, posterior_given_noisy, register
+
+
+class _GLCState(nn.Module):
+    def __init__(self, n_classes):
+        super().__init__()
+        self.register_buffer("T", torch.eye(n_classes))
+        self.register_buffer("corrected", torch.zeros((), dtype=torch.bool))
+
+
+@register
+class GLC(MetaMethod):
+    """Gold Loss Correction: T from the trusted set, then forward-corrected retraining.
+
+    1. Train on the noisy rows alone (trusted rows get zero weight).
+    2. ``T[i] = mean`` predicted distribution over the trusted samples of class
+       ``i`` (a class absent from the trusted set gets an identity row).
+    3. Re-train from the *same initial weights* with the forward-corrected loss
+       ``-log (f(x) @ T)[y_noisy]`` on noisy rows plus cross-entropy on trusted
+       rows.
+
+    ``transition_matrix_`` is the estimated T; ``history_`` is that of the
+    second stage.  Trusted rows are always trained on in stage 2, whatever the
+    classifier's ``train_on_meta``.
+    """
+
+    name = "glc"
+    uses_meta_step = False
+    train_on_meta = True
+    requires_trusted_rows = True
+    learns_transition_matrix = True
+
+    def build(self, net, info):
+        return _GLCState(info.n_classes)
+
+    def trusted_weight(self, net):
+        return 1.0 if bool(net.meta_module_.corrected) else 0.0
+
+    def train_loss(self, net, forward, X, y, idx, *, virtual):
+        logits = forward(X)
+        state = net.meta_module_
+        if not bool(state.corrected):
+            return super().train_loss(net, forward, X, y, idx, virtual=virtual)
+        return forward_corrected_nll(logits, state.T.clamp_min(1e-12).log(), y), logits
+
+    def correct(self, net, proba, y, idx):
+        return posterior_given_noisy(proba, net.meta_module_.T, y)
+
+    def fit_net(self, make_net, X, targets, meta_batches):
+        first = make_net(self)
+        first.initialize()
+        init_state = copy.deepcopy(first.module_.state_dict())
+        first.partial_fit(X, targets, meta_batches=meta_batches)
+
+        n_classes = first.train_info.n_classes
+        proba = first.predict_logits(meta_batches.X).softmax(1).double().numpy()
+        y_meta = meta_batches.y.cpu().numpy()
+        T = np.eye(n_classes)
+        for i in range(n_classes):
+            if np.any(y_meta == i):
+                T[i] = proba[y_meta == i].mean(0)
+
+        second = make_net(self)
+        second.initialize()
+        second.module_.load_state_dict(init_state)
+        second.meta_module_.T.copy_(torch.as_tensor(T, dtype=torch.float32))
+        second.meta_module_.corrected.fill_(True)
+        second.partial_fit(X, targets, meta_batches=meta_batches)
+        return second
