@@ -444,7 +444,8 @@ class MetaLabelCorrectionClassifier(ClassifierMixin, BaseEstimator):
             full[noisy_rows] = q
             q = full
             for key, value in extra.items():
-                value = np.asarray(value)
+                if not (isinstance(value, np.ndarray) and value.ndim and len(value) == len(rows)):
+                    continue  # not a per-sample array (e.g. a fitted module): kept as is
                 spread = np.full((n_rows, *value.shape[1:]), np.nan)
                 spread[noisy_rows] = value
                 extra[key] = spread

@@ -3,6 +3,8 @@
 from ._base import MetaMethod, available_methods, get_method, register
 from .ce import CE
 from .glc import GLC
+from .mfrw import MFRW
 from .mlc import MLC
+from .tmlc import TMLC
 
-__all__ = ["CE", "GLC", "MLC", "MetaMethod", "available_methods", "get_method", "register"]
+__all__ = ["CE", "GLC", "MFRW", "MLC", "MetaMethod", "TMLC", "available_methods", "get_method", "register"]

@@ -1,0 +1,174 @@
+"""``mfrw``: Meta Feature Re-Weighting with an advisor network (Ricci et al.)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..modules import has_backbone_head
+from ._base import MetaMethod, register
+
+
+class _Advisor(nn.Module):
+    """Ψ(f, L): sigmoid weights over the backbone features ``f``.
+
+    ``f`` and the loss ``L`` are each embedded by a linear layer of size
+    ``embed_size``; the two embeddings are concatenated and projected by a
+    linear layer to a common space whose size is their sum; a last linear layer
+    maps to the size of ``f`` and a sigmoid gives weights in (0, 1).
+    """
+
+    def __init__(self, n_features, embed_size, init_weight):
+        super().__init__()
+        self.embed_f = nn.Linear(n_features, embed_size)
+        self.embed_loss = nn.Linear(1, embed_size)
+        self.common = nn.Linear(2 * embed_size, 2 * embed_size)
+        self.out = nn.Linear(2 * embed_size, n_features)
+        with torch.no_grad():
+            # Start close to "no re-weighting": every weight near init_weight.
+            self.out.weight.mul_(0.1)
+            self.out.bias.fill_(math.log(init_weight / (1.0 - init_weight)))
+
+    def forward(self, f, loss):
+        e = torch.cat([F.relu(self.embed_f(f)), F.relu(self.embed_loss(loss[:, None]))], 1)
+        return torch.sigmoid(self.out(F.relu(self.common(e))))
+
+
+class _MFRWState(nn.Module):
+    """The advisor (meta parameters) and the per-sample mean weight table."""
+
+    def __init__(self, advisor, n_samples):
+        super().__init__()
+        self.advisor = advisor
+        self.register_buffer("mean_weight", torch.full((n_samples,), float("nan")))
+
+
+def _feature_size(module, n_features):
+    """Size of ``module.backbone``'s output, from ``n_features_out`` or a dry run."""
+    size = getattr(module, "n_features_out", None)
+    if isinstance(size, int):
+        return size
+    param = next(module.parameters(), None)
+    device = param.device if param is not None else "cpu"
+    was_training = module.training
+    module.eval()
+    try:
+        with torch.no_grad():
+            f = module.backbone(torch.zeros(2, n_features, device=device))
+    finally:
+        module.train(was_training)
+    if f.ndim != 2:
+        raise ValueError(
+            "method='mfrw' needs module.backbone to return a 2-D feature batch "
+            f"(n_samples, n_features); it returned shape {tuple(f.shape)}."
+        )
+    return int(f.shape[1])
+
+
+@register
+class MFRW(MetaMethod):
+    """Meta Feature Re-Weighting: an advisor network re-weights backbone features.
+
+    The module is split into a backbone (``x -> f``) and a head (``f -> scores``);
+    see :mod:`sklearn_noisy.modules` for the protocol (``module.backbone`` and
+    ``module.head`` sub-modules with ``module(X) == module.head(module.backbone(X))``).
+    The default :class:`~sklearn_noisy.modules.MLP` has it; a module without it
+    is refused when ``fit`` builds the method.
+
+    Each training step (the paper's Fig. 1):
+
+    1. **Loss pre-calculation**: ``L = CE(head(backbone(x)), y_noisy)``, without
+       the advisor and without gradient.
+    2. **Virtual-Train**: the advisor ``Ψ(f, L)`` gives weights ``W_f`` in (0, 1)
+       of the size of ``f``; the head sees ``f ⊙ W_f``; the network takes a
+       look-ahead step on that loss.
+    3. **Meta-Train**: the trusted-set loss of the look-ahead network updates
+       the advisor (the meta parameters).
+    4. **Actual-Train**: the network is trained on ``f ⊙ W_f`` with the updated
+       advisor.
+
+    The advisor is used in training only: ``predict`` and ``predict_proba`` call
+    the module itself, i.e. backbone then head, with no advisor (the paper
+    discards it at test time).
+
+    Choices where the paper is silent:
+
+    * The advisor's layers have ReLU activations (the paper lists only the
+      linear layers and the final sigmoid); its last layer starts near
+      ``init_weight`` for every feature, i.e. near "no re-weighting".
+    * The advisor reads ``f`` detached: the backbone is trained to classify,
+      not to steer the advisor's input.
+    * The advisor's input loss is ``log1p(L)`` (bounded scale across datasets).
+    * ``corrected_proba_`` / ``corrected_labels_`` are the trained model's
+      predictions on the training rows (backbone and head, no advisor);
+      ``transition_matrix_`` is estimated from them against the noisy labels.
+
+    Fitted attribute added to the classifier: ``advisor_weight_``, shape
+    ``(n_samples,)``, the mean advisor weight of each training row during the
+    last epoch (``nan`` for trusted rows given through ``meta_mask``, and for
+    rows never seen after the warm-up).
+
+    Parameters
+    ----------
+    embed_size : int, default=100
+        Size of each embedding of the advisor (the common space has twice it).
+    init_weight : float, default=0.9
+        Advisor weight every feature starts near, in (0, 1).
+    warmup_fraction : float, default=0.1
+        Share of ``max_epochs`` trained without advisor before meta steps start,
+        when the classifier's ``warmup_epochs`` is ``None``.
+    """
+
+    name = "mfrw"
+    uses_meta_step = True
+
+    def __init__(self, embed_size=100, init_weight=0.9, warmup_fraction=0.1):
+        self.embed_size = embed_size
+        self.init_weight = init_weight
+        self.warmup_fraction = warmup_fraction
+
+    def default_warmup(self, max_epochs):
+        return int(round(self.warmup_fraction * max_epochs))
+
+    def build(self, net, info):
+        module = net.module_
+        if not has_backbone_head(module):
+            missing = [
+                name
+                for name in ("backbone", "head")
+                if not isinstance(getattr(module, name, None), nn.Module)
+            ]
+            raise TypeError(
+                f"method='mfrw' re-weights backbone features, so the module needs a "
+                f"backbone/head split: sub-modules `module.backbone` (X -> features) and "
+                f"`module.head` (features -> logits). {type(module).__name__} has no "
+                f"{' and no '.join(repr(m) for m in missing)} sub-module. See "
+                "sklearn_noisy.modules for the protocol."
+            )
+        if not 0.0 < float(self.init_weight) < 1.0:
+            raise ValueError(f"init_weight must be in (0, 1); got {self.init_weight!r}.")
+        size = _feature_size(module, info.n_features)
+        return _MFRWState(_Advisor(size, int(self.embed_size), self.init_weight), info.n_samples)
+
+    def train_loss(self, net, forward, X, y, idx, *, virtual):
+        f = forward.features(X)
+        if not net.meta_active_:
+            logits = forward.head(f)
+            return F.cross_entropy(logits, y, reduction="none"), logits
+        state = net.meta_module_
+        with torch.no_grad():
+            pre_loss = F.cross_entropy(forward.head(f), y, reduction="none")
+        weight = state.advisor(f.detach(), torch.log1p(pre_loss))
+        if not virtual:
+            weight = weight.detach()
+            state.mean_weight[idx] = weight.mean(1)
+        logits = forward.head(f * weight)
+        return F.cross_entropy(logits, y, reduction="none"), logits
+
+    def fitted_attributes(self, net, rows):
+        table = net.meta_module_.mean_weight.detach().cpu().double().numpy()
+        return {"advisor_weight_": np.asarray(table[rows])}

@@ -1,0 +1,303 @@
+"""``tmlc``: TMLC-Net, a transferable meta label corrector (Li, 2024)."""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ._base import MetaMethod, register
+
+__all__ = ["TMLC", "TMLCCorrector", "noise_perception"]
+
+_N_INPUTS = 4  # log1p(CNL), log1p(GNL), PE / log C, p(noisy label)
+
+
+def noise_perception(logits, y, n_classes):
+    """Normalised Noise Perception of a batch (Eq. 1-4), free of the class count.
+
+    Returns ``(features, proba)``.  ``features`` has one row per sample:
+    ``[log1p(CNL), log1p(GNL), PE / log C, p(noisy label)]`` where CNL is the
+    loss over the mean loss of the batch's samples with the same noisy label
+    (Eq. 1), GNL the loss over the batch mean loss (Eq. 2) and PE the
+    prediction entropy (Eq. 3).  The noisy-label one-hot (Eq. 4) enters as its
+    projection on the prediction here and class-wise in the decoder.
+    """
+    log_p = F.log_softmax(logits, dim=1)
+    p = log_p.exp()
+    loss = -log_p.gather(1, y[:, None])[:, 0]
+    sums = torch.zeros(n_classes, dtype=loss.dtype, device=loss.device).index_add_(0, y, loss)
+    counts = torch.bincount(y, minlength=n_classes).to(loss.dtype)
+    class_mean = (sums / counts.clamp_min(1.0))[y]
+    cnl = loss / class_mean.clamp_min(1e-8)
+    gnl = loss / loss.mean().clamp_min(1e-8)
+    entropy = -(p * log_p).sum(1) / math.log(n_classes)
+    p_label = p.gather(1, y[:, None])[:, 0]
+    feats = torch.stack([torch.log1p(cnl), torch.log1p(gnl), entropy, p_label], 1)
+    return feats, p
+
+
+class TMLCCorrector(nn.Module):
+    """The transferable part of TMLC-Net: an LSTM cell and the subclass decoder.
+
+    It holds no per-sample state and nothing sized by the number of classes or
+    features of a dataset, so a corrector fitted on one dataset corrects
+    another (see :class:`TMLC`).
+
+    * **Time-Series Encoding**: one LSTM step per sample and epoch,
+      ``(h, c) <- LSTM(f_t, (h, c))``.  The cell is written with a linear layer
+      and pointwise functions, not ``nn.LSTM``: the cuDNN LSTM kernel has no
+      double backward, this cell is twice differentiable on every device.
+    * **Subclass Decoding**: an MLP on ``h`` gives two per-sample weights
+      ``a >= 0`` (trust in the noisy label) and ``b >= 1`` (trust in, and
+      sharpening of, the model's prediction ``p``); the corrected distribution
+      is ``softmax_k(a * onehot(y)_k + b * log p_k)``.  The noisy-label one-hot
+      enters class-wise, which is what makes the decoder apply to any number of
+      classes ``C >= 2``; the output can only favour the noisy label or the
+      classes the model already finds likely, never an unlikely class, and
+      ``b >= 1`` keeps it from flattening to the uniform distribution.
+
+    Attributes
+    ----------
+    schedule : list of (float, dict)
+        Snapshots ``(training progress in [0, 1), state_dict)`` taken while the
+        corrector was meta-trained; a transferred corrector replays them at the
+        same progress of the new training (Algorithm 2).  Empty for a new one.
+
+    Parameters
+    ----------
+    hidden_size : int, default=64
+        LSTM hidden units.
+    decoder_size : int, default=64
+        Hidden units of the decoder MLP.
+    init_label_logit : float, default=4.0
+        Initial ``a``: the decoder starts by trusting the noisy label.
+    init_proba_weight : float, default=1.1
+        Initial ``b`` (at least 1).
+    """
+
+    def __init__(
+        self, hidden_size=64, decoder_size=64, init_label_logit=4.0, init_proba_weight=1.1
+    ):
+        super().__init__()
+        if init_label_logit <= 0 or init_proba_weight <= 1:
+            raise ValueError(
+                "init_label_logit must be > 0 and init_proba_weight > 1; got "
+                f"{init_label_logit!r} and {init_proba_weight!r}."
+            )
+        self.hidden_size = int(hidden_size)
+        self.gates = nn.Linear(_N_INPUTS + self.hidden_size, 4 * self.hidden_size)
+        with torch.no_grad():  # forget-gate bias 1: remember by default
+            self.gates.bias[self.hidden_size : 2 * self.hidden_size].fill_(1.0)
+        self.decoder = nn.Sequential(
+            nn.Linear(self.hidden_size, decoder_size), nn.ReLU(), nn.Linear(decoder_size, 2)
+        )
+        with torch.no_grad():  # start at a = init_label_logit, b = init_proba_weight
+            self.decoder[-1].weight.zero_()
+            start = torch.tensor([float(init_label_logit), float(init_proba_weight) - 1.0])
+            self.decoder[-1].bias.copy_(start.expm1().log())  # softplus inverse
+        self.schedule = []
+
+    def step(self, feats, h, c):
+        """One LSTM step: ``(h, c)`` after seeing ``feats`` (shape ``(n, 4)``)."""
+        i, f, g, o = self.gates(torch.cat([feats, h], 1)).chunk(4, dim=1)
+        c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+        h = torch.sigmoid(o) * torch.tanh(c)
+        return h, c
+
+    def weights(self, h):
+        """Per-sample ``(a, b)``: weight of the noisy label (>= 0) and of log p (>= 1)."""
+        a, b = F.softplus(self.decoder(h)).unbind(1)
+        return a, 1.0 + b
+
+    def decode(self, h, proba, y):
+        """Corrected distribution ``(n, C)`` from hidden states, predictions, noisy labels."""
+        a, b = self.weights(h)
+        onehot = F.one_hot(y, proba.shape[1]).to(proba.dtype)
+        scores = a[:, None] * onehot + b[:, None] * proba.clamp_min(1e-6).log()
+        return scores.softmax(1)
+
+    def load_snapshot(self, progress):
+        """Load the scheduled snapshot nearest to ``progress`` (no-op without one)."""
+        if not self.schedule:
+            return
+        marks = np.array([p for p, _ in self.schedule])
+        _, state = self.schedule[int(np.abs(marks - progress).argmin())]
+        self.load_state_dict(state)
+
+
+class _TMLCState(nn.Module):
+    """The corrector and the per-sample LSTM state tables ``h`` and ``c``."""
+
+    def __init__(self, corrector, n_samples):
+        super().__init__()
+        self.corrector = corrector
+        size = corrector.hidden_size
+        self.register_buffer("h", torch.zeros(n_samples, size))
+        self.register_buffer("c", torch.zeros(n_samples, size))
+        self.snapshots = []
+
+
+@register
+class TMLC(MetaMethod):
+    """TMLC-Net: an LSTM over each sample's training dynamics corrects its label.
+
+    Per sample and epoch, the Normalised Noise Perception features (category-
+    and global-normalised loss, prediction entropy, the noisy label; see
+    :func:`noise_perception`) feed one step of an LSTM whose state is kept per
+    sample in tables of ``n_samples`` rows indexed by the row index the engine
+    passes (never the position in the batch), so a step costs the same at
+    every epoch.  The Subclass Decoder turns the hidden state, the model's
+    prediction and the noisy label into a corrected distribution ``y_hat``
+    (see :class:`TMLCCorrector`), and the classifier is trained with the soft
+    cross-entropy ``-sum_k y_hat_k log p_k`` (Eq. 8).  During the warm-up the
+    classifier trains on the noisy labels while the LSTM state already
+    accumulates the dynamics.
+
+    **How the corrector learns.**  The paper's query-set objective (a KL to
+    smoothed *noisy* labels, Eq. 10-11) would only teach the corrector to copy
+    its one-hot input.  The trusted set is the target instead, through the
+    engine's look-ahead: the classifier's virtual step is taken on the
+    corrector's output ``y_hat``, and the trusted-set loss of the look-ahead
+    network is differentiated with respect to the corrector's parameters.  The
+    LSTM inputs come from detached predictions and the previous state is
+    detached (one-step truncated back-propagation through time), so the meta
+    gradient needs only first derivatives through the LSTM; the cell is
+    hand-written (no cuDNN kernel, which has no double backward), so the same
+    code runs on CPU and GPU.
+
+    **Transfer (Algorithm 2).**  After ``fit`` the classifier exposes
+    ``corrector_``, a :class:`TMLCCorrector` on CPU carrying snapshots of the
+    corrector taken during meta-training.  ``TMLC(corrector=fitted.corrector_)``
+    applies a frozen copy to another dataset: no meta step runs, no trusted
+    row is used (the classifier still asks for a trusted set unless
+    ``meta_fallback="noisy_subset"``), and at each epoch the snapshot taken at
+    the same share of training is loaded (the paper's "subset of meta-learned
+    TMLC-Nets Φ_s"), so the decoder always sees hidden states of the age it was
+    trained on.  Rule for a different number of classes: none is needed; the
+    corrector has no part sized by ``C`` (the one-hot enters the decoder
+    class-wise, the entropy is divided by ``log C``), so it applies to any
+    ``C >= 2``, any number of features and any module.
+
+    Choices where the paper is silent: the LSTM input ``p(noisy label)`` and the
+    ``log1p`` of the loss ratios; the decoder form ``softmax(a * onehot + b *
+    log p)`` with an MLP giving ``(a, b)`` (stable: the paper's free C-way
+    softmax head let the meta-gradient turn targets towards unlikely classes
+    and collapse training in our trials, and it is tied to ``C``).
+
+    ``corrected_proba_`` is the decoder's output for every training row with
+    the final model's prediction; ``transition_matrix_`` is estimated from it
+    against the noisy labels.  Extra fitted attribute: ``corrector_``.
+
+    Parameters
+    ----------
+    corrector : TMLCCorrector, default=None
+        A fitted corrector (``fitted.corrector_``) to apply without
+        meta-training; ``None`` meta-learns a new one.
+    hidden_size : int, default=64
+        LSTM hidden units (ignored with ``corrector``).
+    decoder_size : int, default=64
+        Hidden units of the decoder MLP (ignored with ``corrector``).
+    init_label_logit : float, default=4.0
+        Initial weight ``a`` of the noisy label (ignored with ``corrector``).
+    warmup_fraction : float, default=0.1
+        Share of ``max_epochs`` trained on the noisy labels before the
+        corrector's targets are used, when the classifier's ``warmup_epochs``
+        is ``None``.
+    n_snapshots : int, default=20
+        Most corrector snapshots kept for transfer.
+    """
+
+    name = "tmlc"
+
+    def __init__(
+        self,
+        corrector=None,
+        hidden_size=64,
+        decoder_size=64,
+        init_label_logit=4.0,
+        warmup_fraction=0.1,
+        n_snapshots=20,
+    ):
+        self.corrector = corrector
+        self.hidden_size = hidden_size
+        self.decoder_size = decoder_size
+        self.init_label_logit = init_label_logit
+        self.warmup_fraction = warmup_fraction
+        self.n_snapshots = n_snapshots
+
+    @property
+    def uses_meta_step(self):
+        return self.corrector is None
+
+    def default_warmup(self, max_epochs):
+        return int(round(self.warmup_fraction * max_epochs))
+
+    def build(self, net, info):
+        if self.corrector is None:
+            corrector = TMLCCorrector(self.hidden_size, self.decoder_size, self.init_label_logit)
+        elif isinstance(self.corrector, TMLCCorrector):
+            corrector = copy.deepcopy(self.corrector)
+            corrector.requires_grad_(False)
+        else:
+            raise TypeError(
+                "TMLC(corrector=...) takes the `corrector_` of a classifier fitted with "
+                f"method='tmlc' (a TMLCCorrector); got {type(self.corrector).__name__}."
+            )
+        return _TMLCState(corrector, info.n_samples)
+
+    def _correcting(self, net):
+        return net.epoch_ >= net.warmup_epochs
+
+    def _progress(self, net):
+        return net.epoch_ / max(int(net.max_epochs), 1)
+
+    def on_epoch_begin(self, net):
+        if self.corrector is not None:
+            net.meta_module_.corrector.load_snapshot(self._progress(net))
+
+    def on_epoch_end(self, net):
+        if self.corrector is not None:
+            return
+        epochs = max(int(net.max_epochs), 1)
+        marks = np.unique(np.round(np.linspace(0, epochs - 1, min(epochs, self.n_snapshots))))
+        if net.epoch_ in marks or net.epoch_ >= epochs - 1:
+            state = net.meta_module_.corrector.state_dict()
+            snapshot = {k: v.detach().cpu().clone() for k, v in state.items()}
+            net.meta_module_.snapshots.append((self._progress(net), snapshot))
+
+    def train_loss(self, net, forward, X, y, idx, *, virtual):
+        logits = forward(X)
+        state = net.meta_module_
+        corrector = state.corrector
+        with torch.no_grad():
+            feats, proba = noise_perception(logits.detach(), y, net.train_info.n_classes)
+        h_prev, c_prev = state.h[idx], state.c[idx]
+        if not self._correcting(net):
+            if not virtual:
+                with torch.no_grad():
+                    state.h[idx], state.c[idx] = corrector.step(feats, h_prev, c_prev)
+            return F.cross_entropy(logits, y, reduction="none"), logits
+        with torch.set_grad_enabled(virtual and torch.is_grad_enabled()):
+            h, c = corrector.step(feats, h_prev, c_prev)
+            target = corrector.decode(h, proba, y)
+        if not virtual:
+            state.h[idx], state.c[idx] = h.detach(), c.detach()
+            target = target.detach()
+        loss = -(target * F.log_softmax(logits, dim=1)).sum(1)
+        return loss, logits
+
+    def correct(self, net, proba, y, idx):
+        return net.meta_module_.corrector.decode(net.meta_module_.h[idx], proba, y)
+
+    def fitted_attributes(self, net, rows):
+        state = net.meta_module_
+        corrector = copy.deepcopy(state.corrector).cpu().eval()
+        corrector.requires_grad_(False)
+        if self.corrector is None:
+            corrector.schedule = list(state.snapshots)
+        return {"corrector_": corrector}
