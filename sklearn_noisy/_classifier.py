@@ -73,11 +73,14 @@ class MetaLabelCorrectionClassifier(ClassifierMixin, BaseEstimator):
     optimizer : torch optimizer class, default=torch.optim.Adam
     optimizer_params : dict, default=None
         Further keyword arguments of the optimizer (``weight_decay``, ...).
-    meta_lr : float, default=1e-2
-        Learning rate of the meta optimizer (Adam) of methods with a meta step.
+    meta_lr : float, default=None
+        Learning rate of the meta optimizer (Adam) of methods with a meta step;
+        ``None`` takes the method's default (1e-2 unless its documentation says
+        otherwise).
     meta_batch_size : int, default=None
-        Trusted rows per meta step; ``None`` uses ``batch_size`` (capped at the
-        trusted-set size).
+        Trusted rows per meta step; ``None`` uses the whole trusted set up to 256
+        rows (a trusted set is small, and a larger meta batch gives a less noisy
+        meta gradient).
     meta_every : int, default=1
         Run the virtual/meta steps on every ``meta_every``-th batch only.
     warmup_epochs : int, default=None
@@ -152,7 +155,7 @@ class MetaLabelCorrectionClassifier(ClassifierMixin, BaseEstimator):
         "lr": [Interval(numbers.Real, 0, None, closed="neither")],
         "optimizer": [type],
         "optimizer_params": [None, dict],
-        "meta_lr": [Interval(numbers.Real, 0, None, closed="neither")],
+        "meta_lr": [None, Interval(numbers.Real, 0, None, closed="neither")],
         "meta_batch_size": [None, Interval(numbers.Integral, 1, None, closed="left")],
         "meta_every": [Interval(numbers.Integral, 1, None, closed="left")],
         "warmup_epochs": [None, Interval(numbers.Integral, 0, None, closed="left")],
@@ -175,7 +178,7 @@ class MetaLabelCorrectionClassifier(ClassifierMixin, BaseEstimator):
         lr=1e-3,
         optimizer=torch.optim.Adam,
         optimizer_params=None,
-        meta_lr=1e-2,
+        meta_lr=None,
         meta_batch_size=None,
         meta_every=1,
         warmup_epochs=None,
@@ -345,7 +348,7 @@ class MetaLabelCorrectionClassifier(ClassifierMixin, BaseEstimator):
         n_classes = len(self.classes_)
         if n_classes < 2:
             raise ValueError(
-                f"y has a single class ({self.classes_[0]!r}); a classifier needs at "
+                f"y has one class only ({self.classes_[0]!r}); a classifier needs at "
                 "least 2 classes."
             )
         X_n, y_n, X_t, y_t, noisy_rows = self._validate_meta(X, y, X_meta, y_meta, meta_mask)
@@ -397,7 +400,7 @@ class MetaLabelCorrectionClassifier(ClassifierMixin, BaseEstimator):
                 method=method,
                 train_info=copy.copy(info),
                 warmup_epochs=warmup,
-                meta_lr=self.meta_lr,
+                meta_lr=self.method_.default_meta_lr if self.meta_lr is None else self.meta_lr,
                 meta_every=self.meta_every,
                 **optimizer_params,
             )
@@ -408,7 +411,7 @@ class MetaLabelCorrectionClassifier(ClassifierMixin, BaseEstimator):
             meta_batches = MetaBatches(
                 X_t.astype(np.float32),
                 y_t_enc,
-                self.meta_batch_size or self.batch_size,
+                self.meta_batch_size or 256,
                 device,
                 seed,
             )
@@ -458,7 +461,7 @@ class MetaLabelCorrectionClassifier(ClassifierMixin, BaseEstimator):
         if not np.isfinite(self.history_[-1, "train_loss"]):
             raise FloatingPointError(
                 "Training diverged (the training loss is not finite); lower lr "
-                f"(now {self.lr}) or meta_lr (now {self.meta_lr})."
+                f"(now {self.lr}) or meta_lr (now {self.net_.meta_lr})."
             )
 
     # ------------------------------------------------------------- predict
@@ -478,7 +481,8 @@ class MetaLabelCorrectionClassifier(ClassifierMixin, BaseEstimator):
 
     def predict(self, X):
         """Predicted class of each row of ``X`` (in the original label space)."""
-        return self.classes_[self.predict_proba(X).argmax(1)]
+        proba = self.predict_proba(X)
+        return self.classes_[proba.argmax(1)]
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

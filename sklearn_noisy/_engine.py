@@ -329,8 +329,13 @@ class BiLevelNet(NeuralNet):
 
     # ------------------------------------------------------------ inference
     def predict_logits(self, X):
-        """Logits for ``X`` (eval mode, no gradient), as a float32 tensor on CPU."""
-        return self.forward(X, training=False, device="cpu")
+        """Logits for ``X`` (eval mode, no gradient), as a float32 tensor on CPU.
+
+        Run under a forked RNG state: a DataLoader draws its base seed from the
+        global torch generator, and predicting must not move the user's RNG.
+        """
+        with torch.random.fork_rng(devices=[]):
+            return self.forward(X, training=False, device="cpu")
 
 
 def encode_targets(y, trusted):

@@ -126,6 +126,8 @@ class MetaMethod(BaseEstimator):
     learns_transition_matrix = False
 
     # --- defaults the classifier asks for
+    default_meta_lr = 1e-2
+
     def default_warmup(self, max_epochs: int) -> int:
         return 0
 

@@ -23,6 +23,14 @@ class _TransitionLogits(nn.Module):
     def log_T(self):
         return torch.log_softmax(self.weight, dim=1)
 
+    @torch.no_grad()
+    def make_diagonally_dominant(self):
+        """Raise each diagonal logit to at least the largest one off the diagonal."""
+        w = self.weight
+        diag = w.diagonal()
+        off = w.masked_fill(torch.eye(len(w), dtype=torch.bool, device=w.device), -torch.inf)
+        diag.copy_(torch.maximum(diag, off.max(1).values))
+
 
 @register
 class MLC(MetaMethod):
@@ -43,25 +51,47 @@ class MLC(MetaMethod):
     * The corrected loss is computed in log space (``logsumexp``), never taking
       the log of a vanishing probability.
     * T starts at ``init_diagonal`` on the diagonal and the rest spread evenly.
+    * After each meta step T is made diagonally dominant (each diagonal logit
+      raised to the row's largest off-diagonal one): the true class stays the
+      most likely label, the condition under which forward correction can be
+      identified.  Without it T drifts to a permutation under heavy symmetric
+      noise (seen on digits at 60%: test accuracy 0.33 against 0.80 with it).
+    * The meta gradient favours a flatter T than the true noise: a flatter T
+      makes the corrected loss more tolerant, which the trusted-set loss
+      rewards.  The learned T therefore has the right rows-sum and dominance
+      but a lower diagonal than the planted noise; read it as "how much the
+      labels should be distrusted", and use ``glc`` when an estimate of the
+      noise itself is the goal.
+    * The meta optimizer's default learning rate is 3e-2 (the classifier's
+      ``meta_lr=None``); it is Adam on the logits W.
     * The learned T is ``transition_matrix_``; ``corrected_proba_[n]`` is the
       posterior ``f(x_n) * T[:, y_n]`` normalised.
 
     Parameters
     ----------
     init_diagonal : float, default=0.5
-        Initial diagonal of T.
+        Initial diagonal of T (the rest of each row spread evenly).
     warmup_fraction : float, default=0.1
         Share of ``max_epochs`` trained with plain cross-entropy before meta
         steps start, when the classifier's ``warmup_epochs`` is ``None``.
+    diagonally_dominant : bool, default=True
+        Keep T diagonally dominant after each meta step (see above).
     """
 
     name = "mlc"
     uses_meta_step = True
     learns_transition_matrix = True
+    default_meta_lr = 3e-2
 
-    def __init__(self, init_diagonal=0.5, warmup_fraction=0.1):
+    def __init__(self, init_diagonal=0.5, warmup_fraction=0.1, diagonally_dominant=True):
         self.init_diagonal = init_diagonal
         self.warmup_fraction = warmup_fraction
+        self.diagonally_dominant = diagonally_dominant
+
+    def meta_update(self, net, meta_loss):
+        super().meta_update(net, meta_loss)
+        if self.diagonally_dominant:
+            net.meta_module_.make_diagonally_dominant()
 
     def default_warmup(self, max_epochs):
         return int(round(self.warmup_fraction * max_epochs))
