@@ -1,0 +1,107 @@
+"""mfrw: advisor network / meta feature re-weighting."""
+
+from __future__ import annotations
+
+import math
+import pickle
+
+import numpy as np
+import pytest
+import torch
+from sklearn.metrics import roc_auc_score
+from torch import nn
+
+from sklearn_noisy import MetaLabelCorrectionClassifier
+from sklearn_noisy.methods import MFRW
+
+
+def _fit(method, case, **kw):
+    kw = {"random_state": 0, "device": "cpu", **kw}
+    clf = MetaLabelCorrectionClassifier(method=method, **kw)
+    return clf.fit(case.X, case.y_noisy, X_meta=case.X_meta, y_meta=case.y_meta)
+
+
+@pytest.fixture(scope="module")
+def fitted(sym40):
+    return _fit("mfrw", sym40), _fit("ce", sym40)
+
+
+def test_beats_ce(fitted, sym40):
+    mfrw, ce = fitted
+    acc_mfrw = mfrw.score(sym40.X_test, sym40.y_test)
+    acc_ce = ce.score(sym40.X_test, sym40.y_test)
+    assert acc_mfrw > acc_ce + 0.02, (acc_mfrw, acc_ce)
+
+
+def test_advisor_weight_separates_clean_from_flipped(fitted, sym40):
+    mfrw, _ = fitted
+    w = mfrw.advisor_weight_
+    assert w.shape == (len(sym40.y_noisy),)
+    assert np.isfinite(w).all() and ((w > 0) & (w < 1)).all()
+    clean = sym40.y_noisy == sym40.y_true
+    assert w[clean].mean() > w[~clean].mean()
+    assert roc_auc_score(clean, w) > 0.8
+
+
+def test_predict_uses_backbone_and_head_only(fitted, sym40):
+    mfrw, _ = fitted
+    module = mfrw.net_.module_
+    with torch.no_grad():
+        X = torch.as_tensor(sym40.X_test[:20])
+        logits = module.head(module.backbone(X))
+    np.testing.assert_allclose(
+        mfrw.predict_proba(sym40.X_test[:20]), logits.double().softmax(1).numpy(), atol=1e-6
+    )
+
+
+def test_advisor_is_meta_trained(fitted):
+    mfrw, _ = fitted
+    advisor = mfrw.net_.meta_module_.advisor
+    start = math.log(0.9 / 0.1)  # the last bias starts at logit(init_weight)
+    assert not torch.allclose(advisor.out.bias.cpu(), torch.full_like(advisor.out.bias, start))
+    assert not any(p is q for p in advisor.parameters() for q in mfrw.net_.module_.parameters())
+
+
+def test_pickle_round_trip(fitted, sym40):
+    mfrw, _ = fitted
+    loaded = pickle.loads(pickle.dumps(mfrw))
+    np.testing.assert_array_equal(
+        loaded.predict_proba(sym40.X_test), mfrw.predict_proba(sym40.X_test)
+    )
+    np.testing.assert_array_equal(loaded.advisor_weight_, mfrw.advisor_weight_)
+
+
+class _NoSplit(nn.Module):
+    def __init__(self, n_features, n_classes):
+        super().__init__()
+        self.body = nn.Linear(n_features, n_classes)
+
+    def forward(self, X):
+        return self.body(X)
+
+
+def test_module_without_backbone_head_is_refused(sym40):
+    with pytest.raises(TypeError, match=r"backbone.*head.*_NoSplit has no 'backbone' and no"):
+        _fit("mfrw", sym40, module=_NoSplit, max_epochs=1)
+
+
+def test_meta_mask_form_and_method_object(sym40):
+    X_all, y_all, mask = sym40.all_rows()
+    clf = MetaLabelCorrectionClassifier(
+        method=MFRW(embed_size=16), max_epochs=3, warmup_epochs=1, random_state=0, device="cpu"
+    ).fit(X_all, y_all, meta_mask=mask)
+    assert clf.advisor_weight_.shape == (len(y_all),)
+    assert np.isnan(clf.advisor_weight_[mask]).all()
+    assert np.isfinite(clf.advisor_weight_[~mask]).all()
+    assert np.isfinite(clf.history_[-1, "meta_loss"])
+
+
+@pytest.mark.cuda
+def test_cuda(sym40):
+    clf = _fit("mfrw", sym40, max_epochs=4, warmup_epochs=1, device="cuda")
+    assert clf.net_.meta_module_.mean_weight.is_cuda
+    assert clf.score(sym40.X_test, sym40.y_test) > 0.5
+    loaded = pickle.loads(pickle.dumps(clf))
+    np.testing.assert_allclose(
+        loaded.predict_proba(sym40.X_test), clf.predict_proba(sym40.X_test), atol=1e-6
+    )

@@ -1,0 +1,128 @@
+"""tmlc: transferable meta label correction (TMLC-Net)."""
+
+from __future__ import annotations
+
+import pickle
+
+import numpy as np
+import pytest
+import torch
+from conftest import make_case
+from sklearn.datasets import make_classification
+
+from sklearn_noisy import MetaLabelCorrectionClassifier
+from sklearn_noisy.methods import TMLC
+from sklearn_noisy.methods.tmlc import TMLCCorrector
+from sklearn_noisy.noise import make_noisy_labels
+
+
+def _fit(method, case, **kw):
+    kw = {"random_state": 0, "device": "cpu", **kw}
+    clf = MetaLabelCorrectionClassifier(method=method, **kw)
+    return clf.fit(case.X, case.y_noisy, X_meta=case.X_meta, y_meta=case.y_meta)
+
+
+@pytest.fixture(scope="module")
+def fitted(sym40):
+    return _fit("tmlc", sym40), _fit("ce", sym40)
+
+
+def test_beats_ce(fitted, sym40):
+    tmlc, ce = fitted
+    acc_tmlc = tmlc.score(sym40.X_test, sym40.y_test)
+    acc_ce = ce.score(sym40.X_test, sym40.y_test)
+    assert acc_tmlc > acc_ce + 0.02, (acc_tmlc, acc_ce)
+
+
+def test_corrected_labels_beat_noisy_labels(fitted, sym40):
+    tmlc, _ = fitted
+    corrected = (tmlc.corrected_labels_ == sym40.y_true).mean()
+    assert corrected > sym40.noisy_accuracy + 0.2, (corrected, sym40.noisy_accuracy)
+    np.testing.assert_allclose(tmlc.corrected_proba_.sum(1), 1.0, atol=1e-6)
+    np.testing.assert_allclose(tmlc.transition_matrix_.sum(1), 1.0, atol=1e-6)
+
+
+def test_state_tables_are_per_sample(fitted, sym40):
+    tmlc, _ = fitted
+    state = tmlc.net_.meta_module_
+    n = len(sym40.y_noisy)
+    # one row per training sample, whatever the number of epochs
+    assert state.h.shape == state.c.shape == (n, state.corrector.hidden_size)
+    assert torch.isfinite(state.h).all() and (state.h.abs().sum(1) > 0).all()
+
+
+def test_corrector_is_meta_trained(fitted):
+    tmlc, _ = fitted
+    corrector = tmlc.corrector_
+    assert isinstance(corrector, TMLCCorrector)
+    assert corrector.decoder[-1].weight.abs().sum() > 0  # starts at zero
+    assert len(corrector.schedule) > 1
+    assert np.isfinite(tmlc.history_[-1, "meta_loss"])
+
+
+def test_transfer_to_another_split_and_noise(fitted):
+    """Algorithm 2: the corrector fitted on symmetric noise corrects pair noise
+    on another digits split with no meta-training, and beats ce there."""
+    source, _ = fitted
+    target = make_case("pair", 0.4, seed=1)
+    before = {k: v.clone() for k, v in source.corrector_.state_dict().items()}
+    transfer = _fit(TMLC(corrector=source.corrector_), target)
+    ce = _fit("ce", target)
+    acc_transfer = transfer.score(target.X_test, target.y_test)
+    acc_ce = ce.score(target.X_test, target.y_test)
+    assert acc_transfer > acc_ce + 0.05, (acc_transfer, acc_ce)
+    assert (transfer.corrected_labels_ == target.y_true).mean() > target.noisy_accuracy
+    assert "meta_loss" not in transfer.history_[-1]  # no meta step ran
+    assert transfer.net_.meta_optimizer_ is None
+    for k, v in source.corrector_.state_dict().items():  # the source is left as it was
+        assert torch.equal(v, before[k])
+
+
+def test_transfer_to_another_number_of_classes(fitted):
+    source, _ = fitted
+    X, y = make_classification(
+        n_samples=400, n_features=12, n_informative=6, n_classes=4, random_state=0
+    )
+    y_noisy, _ = make_noisy_labels(y, kind="symmetric", rate=0.3, random_state=0)
+    clf = MetaLabelCorrectionClassifier(
+        method=TMLC(corrector=source.corrector_), max_epochs=6, random_state=0, device="cpu"
+    ).fit(X[40:], y_noisy[40:], X_meta=X[:40], y_meta=y[:40])
+    assert clf.corrected_proba_.shape == (360, 4)
+    assert np.isfinite(clf.predict_proba(X)).all()
+
+
+def test_bad_corrector_is_refused(sym40):
+    with pytest.raises(TypeError, match="TMLCCorrector"):
+        _fit(TMLC(corrector=torch.nn.Linear(2, 2)), sym40, max_epochs=1)
+
+
+def test_pickle_round_trip(fitted, sym40):
+    tmlc, _ = fitted
+    loaded = pickle.loads(pickle.dumps(tmlc))
+    np.testing.assert_array_equal(
+        loaded.predict_proba(sym40.X_test), tmlc.predict_proba(sym40.X_test)
+    )
+    assert isinstance(loaded.corrector_, TMLCCorrector)
+    assert len(loaded.corrector_.schedule) == len(tmlc.corrector_.schedule)
+
+
+def test_meta_mask_form(sym40):
+    X_all, y_all, mask = sym40.all_rows()
+    clf = MetaLabelCorrectionClassifier(
+        method="tmlc", max_epochs=3, warmup_epochs=1, random_state=0, device="cpu"
+    ).fit(X_all, y_all, meta_mask=mask)
+    assert isinstance(clf.corrector_, TMLCCorrector)  # not spread over rows
+    assert clf.corrected_proba_.shape == (len(y_all), 10)
+
+
+@pytest.mark.cuda
+def test_cuda(sym40):
+    # the meta step differentiates through the LSTM on the GPU (no cuDNN kernel)
+    clf = _fit("tmlc", sym40, max_epochs=4, warmup_epochs=1, device="cuda")
+    assert clf.net_.meta_module_.h.is_cuda
+    assert np.isfinite(clf.history_[-1, "meta_loss"])
+    assert not next(clf.corrector_.parameters()).is_cuda
+    loaded = pickle.loads(pickle.dumps(clf))
+    np.testing.assert_allclose(
+        loaded.predict_proba(sym40.X_test), clf.predict_proba(sym40.X_test), atol=1e-6
+    )
