@@ -189,6 +189,11 @@ class TMLC(MetaMethod):
     softmax head let the meta-gradient turn targets towards unlikely classes
     and collapse training in our trials, and it is tied to ``C``).
 
+    Known limit: on digits with 40% *pair* noise the meta-trained corrector
+    drifts to trusting the prediction for every row (``a -> 0``) and ends no
+    better than ``ce``; a corrector meta-trained on symmetric noise and
+    transferred does beat ``ce`` there (``benchmarks/tmlc_transfer.py``).
+
     ``corrected_proba_`` is the decoder's output for every training row with
     the final model's prediction; ``transition_matrix_`` is estimated from it
     against the noisy labels.  Extra fitted attribute: ``corrector_``.
