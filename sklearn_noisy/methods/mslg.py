@@ -1,0 +1,173 @@
+"""``mslg``: Meta Soft Label Generation (Algan and Ulusoy, ICPR 2020)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ._base import MetaMethod, register
+
+
+class _LabelLogits(nn.Module):
+    """Per-sample label logits ``y^d`` (one row per training row), a meta parameter."""
+
+    def __init__(self, y, n_classes, K):
+        super().__init__()
+        self.weight = nn.Parameter(float(K) * F.one_hot(y, n_classes).float())
+
+    def rows(self, idx, sparse):
+        """``y^d[idx]``; with ``sparse`` the gradient w.r.t. the table is a sparse tensor."""
+        return F.embedding(idx, self.weight, sparse=sparse)
+
+
+@register
+class MSLG(MetaMethod):
+    """Meta Soft Label Generation: per-sample soft labels learned by meta-gradient.
+
+    Every training row keeps label logits ``y^d``, initialised to ``K *
+    onehot(y_noisy)``; its soft label is ``y^ = softmax(y^d)`` (Eq. 8-9).
+    After a warm-up of plain cross-entropy training, each step
+
+    1. takes a virtual step of the classifier on the batch loss
+       ``KL(f(x) || y^)`` (Eq. 5, 14) with the live learning rate;
+    2. differentiates the trusted-set cross-entropy of the look-ahead network
+       with respect to the batch rows' ``y^d`` and moves those rows by a plain
+       gradient step ``y^d -= label_lr * grad`` (Eq. 6);
+    3. takes the real step on ``KL(f(x) || y^) + entropy_weight * H(f(x))``
+       with the updated (detached) soft labels (Eq. 7, 16).
+
+    **Loss reduction and step size.**  The training loss is summed over
+    classes and averaged over the batch; the meta loss is averaged over the
+    trusted batch.  The reference code averages the KL over batch x classes,
+    which divides the label gradient by ``C``: a reference ``beta`` equals
+    ``beta / C`` here, so the paper's ``beta = 400 ... 4000`` on CIFAR-10
+    (``C = 10``) reads as ``40 ... 400`` with this reduction -- but for the
+    paper's virtual step, plain SGD of size ``alpha = 0.5``.  Here the virtual
+    step is the classifier's own step (by default Adam, ``lr = 1e-3``,
+    preconditioned by its second moments), and the meta gradient scales with
+    that step.  Measured with the classifier's defaults on digits, per-row
+    meta gradients are ``1e-5 ... 1e-2``; the default ``label_lr = 3000``
+    (about 10x the paper's range read in this reduction) moves a typical batch
+    by a few tenths to a few units of logit.
+
+    **Step cap.**  The meta gradient is heavy-tailed (Adam's preconditioner
+    amplifies it where the second moments are small), so each batch's step is
+    scaled down as a whole, when needed, so that no row moves by more than
+    ``max_step`` (its direction is unchanged; ``None`` disables the cap).
+    Measured without the cap: test accuracy 0.90 instead of 0.95 on the
+    symmetric case below, as a few rows jump far.
+
+    **Why a plain step.**  The meta gradient reaches only the rows of the
+    batch; a stateful optimizer such as Adam would keep moving every other row
+    with its momentum and rescale rarely seen rows.  The gradient with respect
+    to the table is taken as a sparse tensor and added to the batch rows
+    only, so the classifier's ``meta_lr`` and meta optimizer are not used.
+
+    **Defaults that differ from the paper** (measured on digits, 40% noise, 10
+    trusted rows per class, ``max_epochs=50``): with the paper's ``K = 10``
+    and entropy weight 1 the entropy term drives the predictions to one-hot,
+    the meta gradient of a row's label logit ``k`` is proportional to the
+    prediction ``f_k`` (and to ``1 - f_k`` for the predicted class) and
+    vanishes, and the labels freeze (corrected-label accuracy 0.583 on
+    symmetric noise, no better than the noisy labels' 0.583).  ``K = 5`` and
+    ``entropy_weight = 0.1`` let labels move (0.71 symmetric, 0.83 pair);
+    ``entropy_weight = 0`` does a little better still.  The classifier itself
+    is strong either way, since ``KL(f || y^) + H(f) = -sum f log y^`` is a
+    bounded, noise-robust loss.
+
+    Other choices: the warm-up trains on the noisy labels with cross-entropy
+    (the paper: "traditional SGD on noisy labels"), for 40% of the epochs by
+    default (the paper: 44 of 120); trusted rows (``train_on_meta=True``) are
+    trained with cross-entropy and their ``y^d`` never change.
+    ``corrected_proba_`` is ``softmax(y^d)``; ``transition_matrix_`` is
+    estimated from it against the noisy labels; ``history_`` records the
+    per-epoch share of noisy rows whose label changed (``labels_changed``).
+
+    Parameters
+    ----------
+    K : float, default=5.0
+        Initial scale of the label logits (the paper's ``K``, 10 there).
+    label_lr : float, default=3000.0
+        Step size of the label logits (the paper's ``beta``, see above).
+    max_step : float or None, default=3.0
+        Largest move of any row's label logits in one step (see above).
+    entropy_weight : float, default=0.1
+        Weight of the entropy loss in the real step (1 in the paper).
+    warmup_fraction : float, default=0.4
+        Share of ``max_epochs`` trained with plain cross-entropy before the
+        meta steps start, when the classifier's ``warmup_epochs`` is ``None``.
+
+    Examples
+    --------
+    >>> from sklearn.datasets import load_digits
+    >>> from sklearn_noisy import MetaLabelCorrectionClassifier
+    >>> from sklearn_noisy.methods import MSLG
+    >>> X, y = load_digits(return_X_y=True)
+    >>> X = X / 16.0
+    >>> clf = MetaLabelCorrectionClassifier(
+    ...     method=MSLG(K=5.0), max_epochs=4, random_state=0
+    ... ).fit(X[100:600], y[100:600], X_meta=X[:100], y_meta=y[:100])
+    >>> clf.corrected_proba_.shape
+    (500, 10)
+    """
+
+    name = "mslg"
+    uses_meta_step = True
+
+    def __init__(
+        self,
+        K=5.0,
+        label_lr=3000.0,
+        max_step=3.0,
+        entropy_weight=0.1,
+        warmup_fraction=0.4,
+    ):
+        self.K = K
+        self.label_lr = label_lr
+        self.max_step = max_step
+        self.entropy_weight = entropy_weight
+        self.warmup_fraction = warmup_fraction
+
+    def default_warmup(self, max_epochs):
+        return int(round(self.warmup_fraction * max_epochs))
+
+    def build(self, net, info):
+        if not self.label_lr > 0:
+            raise ValueError(f"label_lr must be positive; got {self.label_lr!r}.")
+        return _LabelLogits(info.y, info.n_classes, self.K)
+
+    def train_loss(self, net, forward, X, y, idx, *, virtual):
+        logits = forward(X)
+        if not net.meta_active_:
+            return F.cross_entropy(logits, y, reduction="none"), logits
+        log_f = F.log_softmax(logits, dim=1)
+        f = log_f.exp()
+        log_label = F.log_softmax(net.meta_module_.rows(idx, sparse=virtual), dim=1)
+        if not virtual:
+            log_label = log_label.detach()
+        loss = (f * (log_f - log_label)).sum(1)  # KL(f || y^)
+        if not virtual and self.entropy_weight:
+            loss = loss - self.entropy_weight * (f * log_f).sum(1)
+        return loss, logits
+
+    def meta_update(self, net, meta_loss):
+        weight = net.meta_module_.weight
+        (grad,) = torch.autograd.grad(meta_loss, [weight], allow_unused=True)
+        if grad is None:
+            return
+        with torch.no_grad():
+            if grad.is_sparse:
+                grad = grad.coalesce()
+                rows, values = grad.indices()[0], grad.values()
+            else:
+                rows = grad.abs().sum(1).nonzero().squeeze(1)
+                values = grad[rows]
+            step = -self.label_lr * values
+            if self.max_step is not None:
+                norm = step.norm(dim=1).max()
+                step = step * (self.max_step / norm.clamp_min(1e-12)).clamp(max=1.0)
+            weight.index_add_(0, rows, step)
+
+    def correct(self, net, proba, y, idx):
+        return net.meta_module_.weight[idx].softmax(1).to(proba.dtype)
