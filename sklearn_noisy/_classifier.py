@@ -8,13 +8,16 @@ import numbers
 import warnings
 
 import numpy as np
+import scipy.sparse as sp
 import torch
 from sklearn import config_context
 from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context
+from sklearn.exceptions import DataConversionWarning
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_array, check_is_fitted, validate_data
+from skorch.callbacks import ProgressBar
 from torch import nn
 
 from ._engine import BiLevelNet, MetaBatches, TrainInfo, encode_targets
@@ -32,9 +35,39 @@ class MetaSetWarning(UserWarning):
     """The trusted set does not cover every class of ``y``."""
 
 
+# Sparse input is densified up to this many entries (400 MB of float32).
+MAX_DENSE_ENTRIES = 100_000_000
+
+
+def _densify(X, name):
+    """Dense copy of a sparse ``X`` (with a warning), or ``X`` unchanged."""
+    if not sp.issparse(X):
+        return X
+    n_entries = X.shape[0] * X.shape[1]
+    if n_entries > MAX_DENSE_ENTRIES:
+        raise TypeError(
+            f"{name} is a sparse matrix of shape {X.shape}; the networks take dense input "
+            f"and {n_entries:,} entries are too many to densify (limit "
+            f"{MAX_DENSE_ENTRIES:,}). Reduce its dimension first, e.g. with TruncatedSVD."
+        )
+    warnings.warn(
+        f"{name} is a sparse matrix; it is converted to a dense array (the networks "
+        "take dense input).",
+        DataConversionWarning,
+        stacklevel=3,
+    )
+    return X.toarray()
+
+
 def _resolve_device(device):
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        torch.device(device)
+    except (RuntimeError, ValueError) as exc:
+        raise ValueError(
+            f"device={device!r} is not a torch device; use 'auto', 'cpu', 'cuda' or 'cuda:N'."
+        ) from exc
     if str(device).startswith("cuda") and not torch.cuda.is_available():
         raise ValueError(
             f"device={device!r} was requested but no CUDA GPU is available; "
@@ -101,7 +134,9 @@ class MetaLabelCorrectionClassifier(ClassifierMixin, BaseEstimator):
         Seeds weight initialisation, shuffling and meta batches through a private
         torch generator state; the global torch and numpy RNGs are left as they were.
     verbose : int, default=0
-        0 is silent; 1 prints a line per epoch (skorch's log).
+        0 is silent; 1 or more shows a progress bar per epoch with the running
+        train and meta loss (skorch's ``ProgressBar``, tqdm; a notebook widget in
+        Jupyter) and prints a line per epoch (skorch's ``PrintLog``).
 
     Attributes
     ----------
@@ -271,7 +306,13 @@ class MetaLabelCorrectionClassifier(ClassifierMixin, BaseEstimator):
                 "parameter of len(X) per fold, so this trusted set would be cut silently. "
                 "Use meta_mask with X holding both the noisy and the trusted rows instead."
             )
-        X_meta = validate_data(self, X_meta, reset=False, dtype=[np.float64, np.float32])
+        X_meta = check_array(
+            _densify(X_meta, "X_meta"), dtype=[np.float64, np.float32], input_name="X_meta"
+        )
+        try:  # feature count and names against X
+            X_meta = validate_data(self, X_meta, reset=False, dtype=[np.float64, np.float32])
+        except ValueError as exc:
+            raise ValueError(f"X_meta does not match X: {exc}") from exc
         y_meta = check_array(y_meta, ensure_2d=False, dtype=None, ensure_all_finite=False)
         if y_meta.ndim != 1:
             raise ValueError(f"y_meta must be 1-D; got shape {y_meta.shape}.")
@@ -342,7 +383,21 @@ class MetaLabelCorrectionClassifier(ClassifierMixin, BaseEstimator):
         -------
         self
         """
-        X, y = validate_data(self, X, y, dtype=[np.float64, np.float32], y_numeric=False)
+        for key in [k for k in vars(self) if k.endswith("_") and not k.startswith("_")]:
+            delattr(self, key)  # a refit starts from scratch
+        try:
+            self._fit(X, y, X_meta, y_meta, meta_mask)
+        except BaseException:
+            # never leave half-set fitted attributes behind
+            for key in [k for k in vars(self) if k.endswith("_") and not k.startswith("_")]:
+                delattr(self, key)
+            raise
+        return self
+
+    def _fit(self, X, y, X_meta, y_meta, meta_mask):
+        X, y = validate_data(
+            self, _densify(X, "X"), y, dtype=[np.float64, np.float32], y_numeric=False
+        )
         check_classification_targets(y)
         self.classes_ = np.unique(y)
         n_classes = len(self.classes_)
@@ -397,6 +452,11 @@ class MetaLabelCorrectionClassifier(ClassifierMixin, BaseEstimator):
                 train_split=None,
                 device=device,
                 verbose=self.verbose,
+                callbacks=(
+                    [ProgressBar(postfix_keys=["train_loss", "meta_loss"])]
+                    if self.verbose
+                    else None
+                ),
                 method=method,
                 train_info=copy.copy(info),
                 warmup_epochs=warmup,
@@ -419,12 +479,18 @@ class MetaLabelCorrectionClassifier(ClassifierMixin, BaseEstimator):
             with config_context(enable_metadata_routing=False):
                 net = self.method_.fit_net(make_net, X_train, targets, meta_batches)
 
+        self._check_finite(net)
+        if net.interrupted_:
+            warnings.warn(
+                f"fit was interrupted after {len(net.history)} of {self.max_epochs} epochs; "
+                "the estimator holds the model as trained so far.",
+                UserWarning,
+                stacklevel=3,
+            )
         self.net_ = net
         self.history_ = net.history
         self.n_iter_ = len(net.history)
         self._set_corrections(net, X_n, y_n_enc, y_t_enc, noisy_rows, len(y))
-        self._check_finite()
-        return self
 
     def _set_corrections(self, net, X_n, y_n_enc, y_t_enc, noisy_rows, n_rows):
         n_classes = len(self.classes_)
@@ -457,27 +523,35 @@ class MetaLabelCorrectionClassifier(ClassifierMixin, BaseEstimator):
         for key, value in extra.items():
             setattr(self, key, value)
 
-    def _check_finite(self):
-        if not np.isfinite(self.history_[-1, "train_loss"]):
+    def _check_finite(self, net):
+        losses = [row.get("train_loss", np.nan) for row in net.history]
+        params_finite = all(torch.isfinite(p).all() for p in net.module_.parameters())
+        meta_finite = all(torch.isfinite(p).all() for p in net.meta_module_.parameters())
+        if not (params_finite and meta_finite and np.isfinite(losses).all()):
             raise FloatingPointError(
-                "Training diverged (the training loss is not finite); lower lr "
-                f"(now {self.lr}) or meta_lr (now {self.net_.meta_lr})."
+                "Training diverged (a loss or weight is not finite); lower lr "
+                f"(now {self.lr}) or meta_lr (now {net.meta_lr})."
             )
 
     # ------------------------------------------------------------- predict
+    def _logits(self, X):
+        check_is_fitted(self)
+        X = validate_data(self, _densify(X, "X"), reset=False, dtype=[np.float64, np.float32])
+        logits = self.net_.predict_logits(X.astype(np.float32)).double()
+        if not torch.isfinite(logits).all():
+            raise FloatingPointError(
+                "The network produced non-finite scores for some rows of X (inputs far "
+                "outside the training range?); no probabilities are returned."
+            )
+        return logits
+
     def predict_proba(self, X):
         """Class probabilities for ``X``, columns ordered as ``classes_``."""
-        check_is_fitted(self)
-        X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
-        logits = self.net_.predict_logits(X.astype(np.float32))
-        return logits.double().softmax(1).numpy()
+        return self._logits(X).softmax(1).numpy()
 
     def predict_log_proba(self, X):
         """Log of :meth:`predict_proba`, computed stably."""
-        check_is_fitted(self)
-        X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
-        logits = self.net_.predict_logits(X.astype(np.float32))
-        return logits.double().log_softmax(1).numpy()
+        return self._logits(X).log_softmax(1).numpy()
 
     def predict(self, X):
         """Predicted class of each row of ``X`` (in the original label space)."""
@@ -486,5 +560,5 @@ class MetaLabelCorrectionClassifier(ClassifierMixin, BaseEstimator):
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
-        tags.input_tags.sparse = False
+        tags.input_tags.sparse = True  # densified, with a DataConversionWarning
         return tags

@@ -140,19 +140,26 @@ class Forward:
         return functional_call(self.module.head, self._sub("head"), (f,))
 
 
-def _precondition(optimizer, param):
-    """Diagonal preconditioner of ``optimizer`` for ``param`` (or ``None``)."""
+def _precondition(optimizer, param, grad):
+    """Diagonal preconditioner of ``optimizer`` for ``param`` (or ``None``).
+
+    For Adam-like optimizers the second-moment estimate is first updated with
+    the current gradient, as the real step will do, so the look-ahead step is
+    bounded the way Adam's is (an old, tiny estimate would blow it up).
+    """
     state = optimizer.state.get(param)
-    if not state or "exp_avg_sq" not in state and "square_avg" not in state:
+    if not state or ("exp_avg_sq" not in state and "square_avg" not in state):
         return None
     group = next(g for g in optimizer.param_groups if any(p is param for p in g["params"]))
     eps = group.get("eps", 1e-8)
+    g2 = grad.detach().square()
     if "exp_avg_sq" in state:  # Adam / AdamW
         beta2 = group["betas"][1]
-        step = float(state["step"])
-        v_hat = state["exp_avg_sq"] / (1.0 - beta2**step)
+        step = float(state["step"]) + 1.0
+        v_hat = (beta2 * state["exp_avg_sq"] + (1.0 - beta2) * g2) / (1.0 - beta2**step)
     else:  # RMSprop
-        v_hat = state["square_avg"]
+        alpha = group["alpha"]
+        v_hat = alpha * state["square_avg"] + (1.0 - alpha) * g2
     return 1.0 / (v_hat.sqrt() + eps)
 
 
@@ -218,6 +225,15 @@ class BiLevelNet(NeuralNet):
         )
         return self
 
+    def fit_loop(self, X, y=None, epochs=None, **fit_params):
+        # skorch's partial_fit swallows KeyboardInterrupt; remember that it happened
+        self.interrupted_ = False
+        try:
+            return super().fit_loop(X, y, epochs, **fit_params)
+        except KeyboardInterrupt:
+            self.interrupted_ = True
+            raise
+
     # ------------------------------------------------------------- per epoch
     @property
     def epoch_(self):
@@ -279,7 +295,7 @@ class BiLevelNet(NeuralNet):
         for k, g in zip(names, grads):
             if g is None:
                 continue
-            pre = _precondition(self.optimizer_, params[k])
+            pre = _precondition(self.optimizer_, params[k], g)
             step = g if pre is None else g * pre
             lookahead[k] = params[k] - lr * step
         Xm, ym = next(meta_batches)
@@ -289,6 +305,8 @@ class BiLevelNet(NeuralNet):
         with torch.no_grad():
             acc = (meta_logits.argmax(1) == ym).float().mean()
         self._accumulate("meta_loss", meta_loss.detach(), len(ym))
+        if self.verbose:  # the progress bar shows the running meta loss
+            self.history.record_batch("meta_loss", meta_loss.item())
         self._accumulate("meta_acc", acc, len(ym))
 
     def train_step(self, batch, meta_batches=None, **fit_params):

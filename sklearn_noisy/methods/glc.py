@@ -61,6 +61,9 @@ class GLC(MetaMethod):
         first.initialize()
         init_state = copy.deepcopy(first.module_.state_dict())
         first.partial_fit(X, targets, meta_batches=meta_batches)
+        if first.interrupted_:
+            # without stage 2 the model is plain ce, not GLC: leave unfitted
+            raise KeyboardInterrupt
 
         n_classes = first.train_info.n_classes
         proba = first.predict_logits(meta_batches.X).softmax(1).double().numpy()
