@@ -1,0 +1,136 @@
+"""mslg: Meta Soft Label Generation."""
+
+from __future__ import annotations
+
+import pickle
+
+import numpy as np
+import pytest
+import torch
+
+from sklearn_noisy import MetaLabelCorrectionClassifier
+from sklearn_noisy.methods import MSLG
+
+
+def _fit(method, case, **kw):
+    kw = {"random_state": 0, "device": "cpu", **kw}
+    clf = MetaLabelCorrectionClassifier(method=method, **kw)
+    return clf.fit(case.X, case.y_noisy, X_meta=case.X_meta, y_meta=case.y_meta)
+
+
+@pytest.fixture(scope="module")
+def fitted(sym40):
+    # classifier defaults (max_epochs=50): the regime where ce overfits the noise
+    return _fit("mslg", sym40), _fit("ce", sym40)
+
+
+def _initial_logits(clf, y_noisy):
+    K = clf.method_.K
+    return K * np.eye(len(clf.classes_))[np.searchsorted(clf.classes_, y_noisy)]
+
+
+def test_corrected_labels_beat_noisy_labels(fitted, sym40):
+    mslg, _ = fitted
+    corrected = (mslg.corrected_labels_ == sym40.y_true).mean()
+    assert corrected > sym40.noisy_accuracy + 0.05, (corrected, sym40.noisy_accuracy)
+    q = mslg.corrected_proba_
+    np.testing.assert_allclose(q.sum(1), 1.0, atol=1e-6)
+    np.testing.assert_allclose(
+        q, torch.softmax(mslg.net_.meta_module_.weight.detach().double(), 1).numpy(), atol=1e-6
+    )
+
+
+def test_beats_ce(fitted, sym40):
+    mslg, ce = fitted
+    acc_mslg = mslg.score(sym40.X_test, sym40.y_test)
+    acc_ce = ce.score(sym40.X_test, sym40.y_test)
+    assert acc_mslg > acc_ce + 0.02, (acc_mslg, acc_ce)
+
+
+def test_label_logits_change_for_flipped_samples(fitted, sym40):
+    mslg, _ = fitted
+    W = mslg.net_.meta_module_.weight.detach().numpy()
+    moved = np.abs(W - _initial_logits(mslg, sym40.y_noisy)).sum(1)
+    flipped = sym40.y_noisy != sym40.y_true
+    assert moved[flipped].mean() > 1.0
+    # a good share of the wrong labels are turned into the right ones
+    fixed = (mslg.corrected_labels_ == sym40.y_true)[flipped].mean()
+    assert fixed > 0.2, fixed
+
+
+def test_beats_noisy_labels_and_ce_on_pair_noise(pair40):
+    mslg = _fit("mslg", pair40, max_epochs=40)
+    ce = _fit("ce", pair40, max_epochs=40)
+    corrected = (mslg.corrected_labels_ == pair40.y_true).mean()
+    assert corrected > pair40.noisy_accuracy + 0.1, (corrected, pair40.noisy_accuracy)
+    assert mslg.score(pair40.X_test, pair40.y_test) > ce.score(pair40.X_test, pair40.y_test) + 0.1
+
+
+def test_history_records_label_changes(fitted):
+    mslg, _ = fitted
+    changed = mslg.history_[:, "labels_changed"]
+    warmup = mslg.net_.warmup_epochs
+    assert warmup == 20  # default warmup_fraction=0.4 of max_epochs=50
+    assert max(changed[:warmup]) == 0.0
+    assert changed[-1] > 0.05
+    T = mslg.transition_matrix_
+    np.testing.assert_allclose(T.sum(1), 1.0, atol=1e-9)
+
+
+def test_meta_update_is_a_plain_step_on_batch_rows_only(fitted):
+    mslg, _ = fitted
+    net = pickle.loads(pickle.dumps(mslg.net_))
+    table = net.meta_module_.weight
+    before = table.detach().clone()
+    idx = torch.tensor([3, 17])
+    loss = net.meta_module_.rows(idx, sparse=True).square().sum()
+    mslg.method_.meta_update(net, loss)
+    after = table.detach()
+    others = torch.ones(len(before), dtype=torch.bool)
+    others[idx] = False
+    assert torch.equal(after[others], before[others])
+    # a plain gradient step (2 * w per entry), scaled as a whole to max_step per row
+    step = -mslg.method_.label_lr * 2 * before[idx]
+    scale = min(1.0, mslg.method_.max_step / step.norm(dim=1).max().item())
+    torch.testing.assert_close(after[idx], before[idx] + scale * step)
+    # the meta optimizer (Adam) is never stepped: no state for the label logits
+    assert len(mslg.net_.meta_optimizer_.state) == 0
+
+
+def test_pickle_round_trip(fitted, sym40):
+    mslg, _ = fitted
+    loaded = pickle.loads(pickle.dumps(mslg))
+    np.testing.assert_array_equal(
+        loaded.predict_proba(sym40.X_test), mslg.predict_proba(sym40.X_test)
+    )
+    np.testing.assert_array_equal(loaded.corrected_proba_, mslg.corrected_proba_)
+
+
+def test_meta_mask_form_matches_x_meta_form(sym40):
+    kw = dict(max_epochs=4, warmup_epochs=1)
+    a = _fit("mslg", sym40, **kw)
+    X_all, y_all, mask = sym40.all_rows()
+    b = MetaLabelCorrectionClassifier(method="mslg", random_state=0, device="cpu", **kw)
+    b.fit(X_all, y_all, meta_mask=mask)
+    np.testing.assert_allclose(b.predict_proba(sym40.X_test), a.predict_proba(sym40.X_test))
+    np.testing.assert_allclose(b.corrected_proba_[~mask], a.corrected_proba_)
+    assert (a.net_.meta_module_.weight.detach().numpy() != _initial_logits(a, sym40.y_noisy)).any()
+
+
+def test_method_params_are_tunable(sym40):
+    clf = MetaLabelCorrectionClassifier(method=MSLG(), max_epochs=1, random_state=0)
+    clf.set_params(method__K=3.0, warmup_epochs=1, device="cpu")
+    clf.fit(sym40.X, sym40.y_noisy, X_meta=sym40.X_meta, y_meta=sym40.y_meta)
+    np.testing.assert_allclose(
+        clf.net_.meta_module_.weight.detach().numpy(), _initial_logits(clf, sym40.y_noisy)
+    )
+    assert clf.net_.meta_module_.weight.max().item() == 3.0
+
+
+@pytest.mark.cuda
+def test_fits_on_cuda(sym40):
+    clf = _fit("mslg", sym40, max_epochs=4, warmup_epochs=1, device="cuda")
+    assert clf.net_.meta_module_.weight.device.type == "cuda"
+    proba = pickle.loads(pickle.dumps(clf)).predict_proba(sym40.X_test)
+    np.testing.assert_allclose(proba.sum(1), 1.0, atol=1e-6)
+    np.testing.assert_allclose(clf.corrected_proba_.sum(1), 1.0, atol=1e-6)
