@@ -1,0 +1,597 @@
+"""Accuracy benchmark: every library method against the peers, on the same splits.
+
+Run ``python benchmarks/accuracy.py --help``.  For each dataset, noise case and
+seed, one :func:`sklearn_noisy.datasets.make_noisy_case` split (30% test, 10
+trusted rows per class) is built and every entry below is fitted on it:
+
+library methods
+    every name in :func:`sklearn_noisy.methods.available_methods` (so a new
+    method appears here without touching this file), with its defaults.
+peers
+    ``ce+trusted``      method="ce" with ``train_on_meta=True`` (noisy + trusted rows)
+    ``trusted_only``    the same MLP trained on the trusted rows alone
+    ``ce_finetune``     the fitted ``ce`` model fine-tuned on the trusted rows
+    ``forward_T_oracle``forward correction with the *true* (realised) T (oracle)
+    ``cleanlab_mlp``    cleanlab's ``CleanLearning`` around the same MLP
+    ``cleanlab_logreg`` cleanlab's ``CleanLearning`` around ``LogisticRegression``
+    ``true_labels``     method="ce" trained on the clean labels (ceiling, oracle)
+
+``ce`` and ``glc`` are library methods and peers at once.  Reported per entry:
+test accuracy (mean ± std over seeds), corrected-label accuracy on the noisy
+rows, share of wrong labels fixed, share of right labels broken, fit time and
+its ratio to ``ce``.  Nothing looks at the test set except the final score:
+epochs and hyper-parameters are the defaults users get.
+
+``--quick`` runs one small configuration in well under a minute (used by the
+tests so that this file cannot rot).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+import platform
+import sys
+import time
+import traceback
+import warnings
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from sklearn_noisy import MetaLabelCorrectionClassifier
+from sklearn_noisy.datasets import make_noisy_case
+from sklearn_noisy.methods import GLC, available_methods
+from sklearn_noisy.modules import MLP
+
+CASES = [
+    ("symmetric", 0.2),
+    ("symmetric", 0.4),
+    ("symmetric", 0.6),
+    ("symmetric", 0.8),
+    ("pair", 0.2),
+    ("pair", 0.4),
+    ("instance", 0.4),
+]
+PEERS = [
+    "ce+trusted",
+    "trusted_only",
+    "ce_finetune",
+    "forward_T_oracle",
+    "cleanlab_mlp",
+    "cleanlab_logreg",
+    "true_labels",
+]
+ORACLES = {"forward_T_oracle", "true_labels"}
+# peers that need an optional package, and which one
+OPTIONAL = {"cleanlab_mlp": "cleanlab", "cleanlab_logreg": "cleanlab"}
+
+
+# --------------------------------------------------------------------- peers
+class ForwardOracle(GLC):
+    """Forward correction with a given T (an oracle: T is the true noise).
+
+    GLC's second stage alone: the loss on noisy rows is ``-log (f(x) @ T)[y]``
+    with the T passed in, the trusted rows get cross-entropy.  Not registered,
+    so it never shows up in ``available_methods()``.
+    """
+
+    name = "forward_T_oracle"
+
+    def __init__(self, T=None):
+        self.T = T
+
+    def fit_net(self, make_net, X, targets, meta_batches):
+        net = make_net(self)
+        net.initialize()
+        net.meta_module_.T.copy_(torch.as_tensor(np.asarray(self.T), dtype=torch.float32))
+        net.meta_module_.corrected.fill_(True)
+        net.partial_fit(X, targets, meta_batches=meta_batches)
+        return net
+
+
+class MLPClassifier(ClassifierMixin, BaseEstimator):
+    """Plain cross-entropy training of the library's default MLP, as a sklearn classifier.
+
+    The same network, optimizer (Adam), learning rate and batch size as
+    ``MetaLabelCorrectionClassifier``'s defaults, written as a small torch loop so
+    that cleanlab can clone it and the peers can fine-tune it.
+    """
+
+    def __init__(
+        self, hidden_layer_sizes=(256, 256), max_epochs=50, batch_size=64, lr=1e-3, random_state=0
+    ):
+        self.hidden_layer_sizes = hidden_layer_sizes
+        self.max_epochs = max_epochs
+        self.batch_size = batch_size
+        self.lr = lr
+        self.random_state = random_state
+
+    def fit(self, X, y, sample_weight=None):
+        X = np.asarray(X, dtype=np.float32)
+        self.classes_, y_enc = np.unique(y, return_inverse=True)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(int(self.random_state))
+            self.module_ = MLP(X.shape[1], len(self.classes_), tuple(self.hidden_layer_sizes))
+            self._train(X, y_enc, self.max_epochs, self.lr, sample_weight)
+        return self
+
+    def fine_tune(self, X, y, epochs, lr):
+        """Continue training on ``(X, y)`` (labels from ``classes_``)."""
+        y_enc = np.searchsorted(self.classes_, y)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(int(self.random_state) + 1)
+            self._train(np.asarray(X, dtype=np.float32), y_enc, epochs, lr, None)
+        return self
+
+    def _train(self, X, y, epochs, lr, sample_weight):
+        X = torch.as_tensor(X)
+        y = torch.as_tensor(y, dtype=torch.int64)
+        w = None if sample_weight is None else torch.as_tensor(sample_weight, dtype=torch.float32)
+        opt = torch.optim.Adam(self.module_.parameters(), lr=lr)
+        self.module_.train()
+        for _ in range(epochs):
+            perm = torch.randperm(len(y))
+            for start in range(0, len(y), self.batch_size):
+                sel = perm[start : start + self.batch_size]
+                loss = F.cross_entropy(self.module_(X[sel]), y[sel], reduction="none")
+                loss = loss.mean() if w is None else (loss * w[sel]).sum() / w[sel].sum()
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+        self.module_.eval()
+
+    def predict_proba(self, X):
+        with torch.no_grad():
+            logits = self.module_(torch.as_tensor(np.asarray(X, dtype=np.float32)))
+        return logits.double().softmax(1).numpy()
+
+    def predict(self, X):
+        return self.classes_[self.predict_proba(X).argmax(1)]
+
+
+def _mlp_from_fitted(clf, settings, seed):
+    """An :class:`MLPClassifier` holding a copy of a fitted classifier's network."""
+    peer = MLPClassifier(max_epochs=settings["epochs"], random_state=seed)
+    peer.classes_ = clf.classes_
+    peer.module_ = copy.deepcopy(clf.net_.module_).cpu()
+    return peer
+
+
+def _library(method, settings, seed, **params):
+    return MetaLabelCorrectionClassifier(
+        method=method,
+        max_epochs=settings["epochs"],
+        device=settings["device"],
+        random_state=seed,
+        **params,
+    )
+
+
+def _fit_method(name, case, settings, seed, cache):
+    """Fit one library method or peer; return (test_pred, corrected_labels, seconds)."""
+    meta = {"X_meta": case.X_meta, "y_meta": case.y_meta}
+    start = time.perf_counter()
+    if name in settings["methods"] or name in ("ce+trusted", "true_labels", "forward_T_oracle"):
+        params = {}
+        if name in settings["methods"] and name not in ("ce", "glc"):
+            params["meta_every"] = settings["meta_every"]
+        if name == "ce+trusted":
+            method, params = "ce", {"train_on_meta": True}
+        elif name == "forward_T_oracle":
+            method = ForwardOracle(T=case.T)
+        else:
+            method = "ce" if name == "true_labels" else name
+        y = case.y_true if name == "true_labels" else case.y_noisy
+        clf = _library(method, settings, seed, **params)
+        if name == "true_labels":
+            clf.set_params(train_on_meta=True)
+        clf.fit(case.X, y, **meta)
+        elapsed = time.perf_counter() - start
+        if name == "ce":
+            cache["ce"] = (clf, elapsed)
+        return clf.predict(case.X_test), clf.corrected_labels_, elapsed
+    if name == "trusted_only":
+        clf = MLPClassifier(max_epochs=settings["trusted_epochs"], random_state=seed)
+        clf.fit(case.X_meta, case.y_meta)
+        elapsed = time.perf_counter() - start
+        return clf.predict(case.X_test), clf.predict(case.X), elapsed
+    if name == "ce_finetune":
+        if "ce" not in cache:  # ce was not requested: fit it here
+            _fit_method("ce", case, settings, seed, cache)
+            start = time.perf_counter()
+        ce_clf, ce_time = cache["ce"]
+        clf = _mlp_from_fitted(ce_clf, settings, seed)
+        clf.fine_tune(
+            case.X_meta, case.y_meta, settings["trusted_epochs"], settings["finetune_lr"]
+        )
+        elapsed = time.perf_counter() - start + ce_time
+        return clf.predict(case.X_test), clf.predict(case.X), elapsed
+    if name.startswith("cleanlab_"):
+        from cleanlab.classification import CleanLearning
+
+        if name == "cleanlab_mlp":
+            base = MLPClassifier(max_epochs=settings["epochs"], random_state=seed)
+        else:
+            base = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000))
+        # cleanlab has no notion of a trusted set: the trusted rows join the training set
+        X_all, y_all, _ = case.all_rows()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            cl = CleanLearning(clf=base, seed=seed, cv_n_folds=settings["cv_folds"])
+            cl.fit(X_all, y_all)
+        elapsed = time.perf_counter() - start
+        issues = cl.label_issues_df.iloc[: len(case.X)]
+        corrected = np.where(
+            issues["is_label_issue"].to_numpy(),
+            issues["predicted_label"].to_numpy(),
+            issues["given_label"].to_numpy(),
+        )
+        return cl.predict(case.X_test), corrected, elapsed
+    raise ValueError(f"unknown method or peer {name!r}")
+
+
+def _metrics(case, test_pred, corrected, elapsed):
+    wrong = case.y_noisy != case.y_true
+    fixed = np.asarray(corrected) == case.y_true
+    return {
+        "test_accuracy": float((np.asarray(test_pred) == case.y_test).mean()),
+        "corrected_label_accuracy": float(fixed.mean()),
+        "wrong_labels_fixed": float(fixed[wrong].mean()) if wrong.any() else float("nan"),
+        "right_labels_broken": float((~fixed[~wrong]).mean()) if (~wrong).any() else 0.0,
+        "fit_time_s": float(elapsed),
+    }
+
+
+def _kind(name, methods):
+    if name in ORACLES:
+        return "oracle"
+    return "library" if name in methods else "peer"
+
+
+# -------------------------------------------------------------------- the run
+def run(settings, progress=print):
+    """Fit every entry on every case; return the report dict."""
+    names = list(settings["methods"]) + [
+        p for p in settings["peers"] if p not in settings["methods"]
+    ]
+    runs, skipped = [], {}
+    for peer, package in OPTIONAL.items():
+        if peer in names:
+            try:
+                __import__(package)
+            except ImportError:
+                skipped[peer] = f"needs {package} (pip install {package})"
+    names = [n for n in names if n not in skipped]
+    for peer, why in skipped.items():
+        progress(f"skipping {peer}: {why}")
+    _warm_up(settings)
+    for dataset in settings["datasets"]:
+        for kind, rate in settings["cases"]:
+            for seed in settings["seeds"]:
+                case = make_noisy_case(
+                    dataset, kind=kind, rate=rate, meta_per_class=settings["meta_per_class"],
+                    seed=seed,
+                )  # fmt: skip
+                progress(
+                    f"{dataset} {kind} {rate} seed {seed}: {len(case.X)} noisy rows "
+                    f"({1 - case.noisy_accuracy:.0%} wrong), {len(case.X_meta)} trusted, "
+                    f"{len(case.X_test)} test"
+                )
+                cache = {}
+                for name in names:
+                    row = {
+                        "dataset": dataset,
+                        "noise": kind,
+                        "rate": rate,
+                        "seed": seed,
+                        "method": name,
+                        "kind": _kind(name, settings["methods"]),
+                        "noisy_label_accuracy": case.noisy_accuracy,
+                    }
+                    try:
+                        row.update(_metrics(case, *_fit_method(name, case, settings, seed, cache)))
+                        progress(
+                            f"  {name:<18} test {row['test_accuracy']:.3f}  "
+                            f"{row['fit_time_s']:6.1f}s"
+                        )
+                    except Exception as exc:  # a broken method must not sink the whole run
+                        row["error"] = f"{type(exc).__name__}: {exc}"
+                        progress(f"  {name:<18} FAILED {row['error']}")
+                        traceback.print_exc(file=sys.stderr)
+                    runs.append(row)
+    summary = summarise(runs)
+    return {
+        "machine": machine(),
+        "settings": {k: v for k, v in settings.items()},
+        "skipped": skipped,
+        "runs": runs,
+        "summary": summary,
+        "goals": goals(summary, settings["methods"]),
+    }
+
+
+def _warm_up(settings):
+    """One tiny untimed fit, so that one-off start-up costs (lazy imports, thread
+    pools, CUDA context) are not charged to the first timed entry."""
+    case = make_noisy_case("digits", kind="symmetric", rate=0.2, seed=0)
+    _library("ce", {**settings, "epochs": 1}, 0).fit(
+        case.X[:256], case.y_noisy[:256], X_meta=case.X_meta, y_meta=case.y_meta
+    )
+
+
+def machine():
+    return {
+        "platform": platform.platform(),
+        "processor": _cpu_name(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "git": _git_state(),
+    }
+
+
+def _cpu_name():
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _git_state():
+    """Commit of the checkout, with ``+dirty`` when the library has local changes."""
+    import subprocess
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "sklearn_noisy"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+    except OSError:
+        return None
+    return (commit + ("+dirty" if dirty else "")) or None
+
+
+def summarise(runs):
+    """Mean (± std for test accuracy) over seeds per dataset, case and entry."""
+    groups = {}
+    for r in runs:
+        groups.setdefault((r["dataset"], r["noise"], r["rate"], r["method"]), []).append(r)
+    summary = []
+    for (dataset, kind, rate, name), rows in groups.items():
+        ok = [r for r in rows if "error" not in r]
+        s = {"dataset": dataset, "noise": kind, "rate": rate, "method": name}
+        s["kind"] = rows[0]["kind"]
+        s["n_seeds"] = len(ok)
+        if len(ok) < len(rows):
+            s["errors"] = [r["error"] for r in rows if "error" in r]
+        if ok:
+            acc = np.array([r["test_accuracy"] for r in ok])
+            s["test_accuracy_mean"] = float(acc.mean())
+            s["test_accuracy_std"] = float(acc.std())
+            for key in (
+                "corrected_label_accuracy",
+                "wrong_labels_fixed",
+                "right_labels_broken",
+                "fit_time_s",
+            ):
+                s[key] = float(np.mean([r[key] for r in ok]))
+        summary.append(s)
+    for s in summary:  # ratios against ce on the same case
+        ce = next(
+            (
+                t
+                for t in summary
+                if t["method"] == "ce"
+                and (t["dataset"], t["noise"], t["rate"]) == (s["dataset"], s["noise"], s["rate"])
+                and "fit_time_s" in t
+            ),
+            None,
+        )
+        if ce is not None and "fit_time_s" in s:
+            s["time_vs_ce"] = s["fit_time_s"] / ce["fit_time_s"]
+            s["acc_minus_ce"] = s["test_accuracy_mean"] - ce["test_accuracy_mean"]
+    return summary
+
+
+def goals(summary, methods):
+    """The issue's goals per case, evaluated on mean test accuracy."""
+    paper = [m for m in methods if m not in ("ce", "glc")]
+    out = []
+    cases = sorted({(s["dataset"], s["noise"], s["rate"]) for s in summary})
+    for key in cases:
+        rows = {
+            s["method"]: s
+            for s in summary
+            if (s["dataset"], s["noise"], s["rate"]) == key and "test_accuracy_mean" in s
+        }
+        acc = {name: s["test_accuracy_mean"] for name, s in rows.items()}
+        lib = {m: acc[m] for m in methods if m in acc}
+        peers = {n: a for n, a in acc.items() if rows[n]["kind"] == "peer"}
+        g = {"dataset": key[0], "noise": key[1], "rate": key[2]}
+        if lib:
+            best = max(lib, key=lib.get)
+            g["best_library"] = best
+            g["best_library_acc"] = lib[best]
+        if peers:
+            best_peer = max(peers, key=peers.get)
+            g["best_peer"] = best_peer
+            g["best_peer_acc"] = peers[best_peer]
+        if lib and peers:
+            g["best_library_beats_peers"] = lib[best] > peers[best_peer]
+        if key[2] >= 0.4 and "ce" in acc:
+            g["paper_methods_not_beating_ce"] = [
+                m for m in paper if m in acc and acc[m] <= acc["ce"]
+            ]
+        if key[2] >= 0.6 and "trusted_only" in acc:
+            g["below_trusted_only"] = [m for m in lib if lib[m] < acc["trusted_only"]]
+        out.append(g)
+    return out
+
+
+# --------------------------------------------------------------------- output
+def format_table(report) -> str:
+    lines = []
+    order = {n: i for i, n in enumerate(report["settings"]["methods"] + PEERS)}
+    cases = []
+    for s in report["summary"]:
+        key = (s["dataset"], s["noise"], s["rate"])
+        if key not in cases:
+            cases.append(key)
+    for key in cases:
+        rows = [s for s in report["summary"] if (s["dataset"], s["noise"], s["rate"]) == key]
+        rows.sort(key=lambda s: order.get(s["method"], 99))
+        noisy = next(
+            (
+                r["noisy_label_accuracy"]
+                for r in report["runs"]
+                if (r["dataset"], r["noise"], r["rate"]) == key
+            ),
+            float("nan"),
+        )
+        lines += [
+            f"### {key[0]}, {key[1]} {key[2]} (training labels {noisy:.0%} right, "
+            f"{rows[0]['n_seeds'] if rows else 0} seeds)",
+            "",
+            "| method | kind | test acc | Δ vs ce | corrected-label acc | wrong fixed "
+            "| right broken | fit time (s) | time / ce |",
+            "|---|---|---|---|---|---|---|---|---|",
+        ]
+        for s in rows:
+            if "test_accuracy_mean" not in s:
+                lines.append(f"| {s['method']} | {s['kind']} | failed: {s['errors'][0]} |")
+                continue
+            lines.append(
+                f"| {s['method']} | {s['kind']} | {s['test_accuracy_mean']:.3f} ± "
+                f"{s['test_accuracy_std']:.3f} | {s.get('acc_minus_ce', float('nan')):+.3f} | "
+                f"{s['corrected_label_accuracy']:.3f} | {s['wrong_labels_fixed']:.3f} | "
+                f"{s['right_labels_broken']:.3f} | {s['fit_time_s']:.1f} | "
+                f"{s.get('time_vs_ce', float('nan')):.2f} |"
+            )
+        lines.append("")
+    lines += ["### Goals", ""]
+    for g in report["goals"]:
+        case = f"{g['dataset']} {g['noise']} {g['rate']}"
+        text = (
+            f"- {case}: best library method {g.get('best_library')} "
+            f"({g.get('best_library_acc', float('nan')):.3f}) vs best non-oracle peer "
+            f"{g.get('best_peer')} ({g.get('best_peer_acc', float('nan')):.3f}): "
+            f"{'met' if g.get('best_library_beats_peers') else 'NOT met'}"
+        )
+        if "paper_methods_not_beating_ce" in g:
+            bad = g["paper_methods_not_beating_ce"]
+            text += "; paper methods beat ce: " + ("all" if not bad else f"not {', '.join(bad)}")
+        if g.get("below_trusted_only"):
+            text += f"; below trusted_only: {', '.join(g['below_trusted_only'])}"
+        lines.append(text)
+    if report["skipped"]:
+        lines.append("")
+        lines += [f"- skipped {k}: {v}" for k, v in report["skipped"].items()]
+    return "\n".join(lines)
+
+
+def _parse_cases(text):
+    cases = []
+    for item in text.split(","):
+        kind, rate = item.split(":")
+        cases.append((kind, float(rate)))
+    return cases
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(
+        prog="python benchmarks/accuracy.py",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--datasets", default="digits", help="comma-separated: digits,mnist,mnist1d"
+    )
+    parser.add_argument(
+        "--cases",
+        default=",".join(f"{k}:{r}" for k, r in CASES),
+        help="comma-separated kind:rate (default: the issue's seven cases)",
+    )
+    parser.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1")
+    parser.add_argument("--methods", default=None, help="library methods (default: all)")
+    parser.add_argument("--peers", default=",".join(PEERS), help="peers ('' for none)")
+    parser.add_argument("--epochs", type=int, default=50, help="max_epochs (the default)")
+    parser.add_argument(
+        "--trusted-epochs", type=int, default=200, help="epochs on the trusted set (peers)"
+    )
+    parser.add_argument("--finetune-lr", type=float, default=1e-4)
+    parser.add_argument("--cv-folds", type=int, default=5, help="cleanlab's cv_n_folds")
+    parser.add_argument("--meta-every", type=int, default=1, help="meta_every of meta methods")
+    parser.add_argument("--meta-per-class", type=int, default=10)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
+    parser.add_argument("--json", default=None, help="write the report to this file")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="digits, symmetric 0.4, one seed, 2 epochs: a smoke run in well under a minute",
+    )
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    settings = {
+        "datasets": args.datasets.split(","),
+        "cases": _parse_cases(args.cases),
+        "seeds": list(range(args.seeds)),
+        "methods": args.methods.split(",") if args.methods else available_methods(),
+        "peers": [p for p in args.peers.split(",") if p],
+        "epochs": args.epochs,
+        "trusted_epochs": args.trusted_epochs,
+        "finetune_lr": args.finetune_lr,
+        "cv_folds": args.cv_folds,
+        "meta_every": args.meta_every,
+        "meta_per_class": args.meta_per_class,
+        "device": args.device,
+        "quick": args.quick,
+    }
+    if args.quick:
+        settings.update(
+            datasets=["digits"],
+            cases=[("symmetric", 0.4)],
+            seeds=[0],
+            epochs=2,
+            trusted_epochs=5,
+            cv_folds=2,
+        )
+    unknown = [p for p in settings["peers"] if p not in PEERS]
+    if unknown:
+        parser.error(f"unknown peers {unknown}; choose from {PEERS}")
+    settings["command"] = " ".join(
+        ["python benchmarks/accuracy.py", *(sys.argv[1:] if argv is None else argv)]
+    )
+    report = run(settings, progress=lambda msg: print(msg, file=sys.stderr, flush=True))
+    table = format_table(report)
+    print(table)
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump(report, fh, indent=2)
+    return report
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,335 @@
+"""Speed benchmark: fit time per epoch of every method against ``ce``.
+
+Run ``python benchmarks/speed.py --help``.  Every method is fitted on the same
+data with the same module, batch size and number of epochs; the fits are
+repeated (methods interleaved, so that load from other processes spreads
+evenly) and the median time per epoch is reported with its ratio to ``ce``.
+
+* ``warmup_epochs=0`` for every method, so that the meta step runs in every
+  epoch: the ratio is the steady-state cost of a meta epoch, the worst case.
+  (With the defaults, the warm-up epochs of a method cost what ``ce`` costs.)
+* CPU case: a 784 -> 256 -> 256 -> 10 MLP (the default ``hidden_layer_sizes``)
+  on 10k synthetic 784-feature samples, batch 128.
+* CUDA cases (only when ``torch.cuda.is_available()``): the same, and 200k x
+  512 embeddings with 100 classes, batch 512, reporting samples per second and
+  peak GPU memory.
+* ``--meta-every 1,2,4`` adds rows for the ``meta_every`` lever.
+* Memory: the per-sample tables that each method keeps (rows x classes) are
+  read from a small fit and scaled to 1M samples x 100 classes.
+
+``--quick`` runs a tiny configuration in a few seconds (used by the tests).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+
+import numpy as np
+import torch
+
+from sklearn_noisy import MetaLabelCorrectionClassifier
+from sklearn_noisy.methods import available_methods
+
+
+def synthetic(n_samples, n_features, n_classes, n_meta_per_class=10, noise=0.4, seed=0):
+    """Features from a Gaussian mixture, labels with symmetric noise, a trusted set."""
+    rng = np.random.RandomState(seed)
+    centers = rng.normal(size=(n_classes, n_features)).astype(np.float32)
+    y = np.r_[
+        rng.permutation(np.arange(n_samples) % n_classes),  # every class present
+        np.repeat(np.arange(n_classes), n_meta_per_class),
+    ]
+    X = centers[y] + 2.0 * rng.normal(size=(len(y), n_features)).astype(np.float32)
+    X /= np.sqrt(n_features)
+    flip = rng.random_sample(n_samples) < noise
+    y_noisy = y[:n_samples].copy()
+    y_noisy[flip] = (y_noisy[flip] + rng.randint(1, n_classes, flip.sum())) % n_classes
+    return X[:n_samples], y_noisy, X[n_samples:], y[n_samples:]
+
+
+def _fit_once(method, data, cfg, device, meta_every):
+    X, y, X_meta, y_meta = data
+    clf = MetaLabelCorrectionClassifier(
+        method=method,
+        max_epochs=cfg["epochs"],
+        batch_size=cfg["batch_size"],
+        warmup_epochs=0,
+        meta_every=meta_every,
+        device=device,
+        random_state=0,
+    )
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+    start = time.perf_counter()
+    clf.fit(X, y, X_meta=X_meta, y_meta=y_meta)
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+    elapsed = time.perf_counter() - start
+    peak = torch.cuda.max_memory_allocated() if device.startswith("cuda") else None
+    return elapsed, peak
+
+
+def time_case(name, cfg, methods, device, meta_every_values, repeats, progress):
+    """Median fit time per epoch of each (method, meta_every) on one configuration."""
+    data = synthetic(cfg["n_samples"], cfg["n_features"], cfg["n_classes"])
+    entries = [("ce", 1)] + [
+        (m, k) for m in methods if m != "ce" for k in (meta_every_values if m != "glc" else [1])
+    ]
+    _fit_once("ce", tuple(a[:512] for a in data[:2]) + data[2:], {**cfg, "epochs": 1}, device, 1)
+    times = {e: [] for e in entries}
+    peaks = {e: 0 for e in entries}
+    for r in range(repeats):
+        for entry in entries:
+            elapsed, peak = _fit_once(entry[0], data, cfg, device, entry[1])
+            times[entry].append(elapsed / cfg["epochs"])
+            peaks[entry] = max(peaks[entry], peak or 0)
+            progress(f"{name} run {r + 1}/{repeats} {entry[0]} meta_every={entry[1]}: "
+                     f"{elapsed / cfg['epochs']:.3f} s/epoch")  # fmt: skip
+    base = statistics.median(times[("ce", 1)])
+    rows = []
+    for method, k in entries:
+        per_epoch = statistics.median(times[(method, k)])
+        row = {
+            "case": name,
+            "device": device,
+            "method": method,
+            "meta_every": k,
+            "epoch_time_s": per_epoch,
+            "epoch_times_s": times[(method, k)],
+            "ratio_vs_ce": per_epoch / base,
+            "samples_per_s": cfg["n_samples"] / per_epoch,
+        }
+        if device.startswith("cuda"):
+            row["peak_gpu_memory_mb"] = peaks[(method, k)] / 2**20
+        rows.append(row)
+    return rows
+
+
+def table_memory(methods, n_rows=1_000_000, n_classes=100, probe_rows=2000):
+    """Bytes of the per-sample tables of each method at ``n_rows`` x ``n_classes``.
+
+    A method is fitted for one epoch on ``probe_rows`` rows with ``n_classes``
+    classes; every tensor of its meta module and meta optimizer state whose first
+    dimension is the number of training rows is a per-sample table, and its size
+    is scaled to ``n_rows``.  Trainable tables count once more for their gradient
+    (the peak during a meta update).  Added for every method: the engine's label
+    and trusted-flag tables, and the classifier's fitted ``corrected_proba_``
+    (float64, host memory).
+    """
+    X, y, X_meta, y_meta = synthetic(probe_rows, 16, n_classes, n_meta_per_class=2)
+    scale = n_rows / probe_rows
+    rows = []
+    for method in methods:
+        clf = MetaLabelCorrectionClassifier(
+            method=method,
+            max_epochs=1,
+            batch_size=256,
+            warmup_epochs=0,
+            hidden_layer_sizes=(32,),
+            device="cpu",
+            random_state=0,
+        )
+        clf.fit(X, y, X_meta=X_meta, y_meta=y_meta)
+        net = clf.net_
+        n = net.train_info.n_samples
+        tables = {}
+        for key, t in net.meta_module_.state_dict().items():
+            if t.ndim and t.shape[0] == n:
+                tables[key] = t.element_size() * t.numel()
+        params = {p for p in net.meta_module_.parameters() if p.ndim and p.shape[0] == n}
+        for p in params:
+            tables[f"grad of {tuple(p.shape)}"] = p.element_size() * p.numel()
+        if net.meta_optimizer_ is not None:
+            for p, state in net.meta_optimizer_.state.items():
+                for key, t in state.items():
+                    if torch.is_tensor(t) and t.ndim and t.shape[0] == n:
+                        tables[f"optimizer {key} {tuple(p.shape)}"] = t.element_size() * t.numel()
+        engine = net.train_info.y.element_size() * n + net.train_info.trusted.element_size() * n
+        method_bytes = sum(tables.values()) * scale
+        shapes = {k: _scaled_shape(v, n, scale) for k, v in net.meta_module_.state_dict().items()}
+        rows.append(
+            {
+                "method": method,
+                "tables": {k: v * scale / 2**20 for k, v in tables.items()},
+                "table_shapes": {k: s for k, s in shapes.items() if s is not None},
+                "method_tables_mb": method_bytes / 2**20,
+                "engine_tables_mb": engine * scale / 2**20,
+                "corrected_proba_mb": n_rows * n_classes * 8 / 2**20,
+            }
+        )
+    return rows
+
+
+def _scaled_shape(t, n, scale):
+    if not t.ndim or t.shape[0] != n:
+        return None
+    return [int(round(t.shape[0] * scale)), *t.shape[1:]]
+
+
+def machine():
+    return {
+        "platform": platform.platform(),
+        "processor": _cpu_name(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "git": _git_state(),
+    }
+
+
+def _cpu_name():
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _git_state():
+    """Commit of the checkout, with ``+dirty`` when the library has local changes."""
+    import subprocess
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "sklearn_noisy"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+    except OSError:
+        return None
+    return (commit + ("+dirty" if dirty else "")) or None
+
+
+def format_table(report) -> str:
+    lines = []
+    for case in dict.fromkeys(r["case"] for r in report["timings"]):
+        rows = [r for r in report["timings"] if r["case"] == case]
+        cfg = report["cases"][case]
+        gpu = rows[0]["device"].startswith("cuda")
+        lines += [
+            f"### {case}: {cfg['n_samples']} x {cfg['n_features']} -> {cfg['n_classes']} "
+            f"classes, batch {cfg['batch_size']}, {cfg['epochs']} epochs, median of "
+            f"{report['repeats']} ({rows[0]['device']})",
+            "",
+            "| method | meta_every | s / epoch | time / ce | samples / s"
+            + (" | peak GPU MB |" if gpu else " |"),
+            "|---|---|---|---|---" + ("|---|" if gpu else "|"),
+        ]
+        for r in rows:
+            line = (
+                f"| {r['method']} | {r['meta_every']} | {r['epoch_time_s']:.3f} | "
+                f"{r['ratio_vs_ce']:.2f} | {r['samples_per_s']:,.0f} |"
+            )
+            if gpu:
+                line += f" {r['peak_gpu_memory_mb']:,.0f} |"
+            lines.append(line)
+        lines.append("")
+    if report["memory"]:
+        m0 = report["memory"][0]
+        lines += [
+            "### Per-sample tables at 1M samples x 100 classes",
+            "",
+            f"Every method also holds the engine's label and trusted-flag tables "
+            f"({m0['engine_tables_mb']:.0f} MB) and, after fit, `corrected_proba_` "
+            f"(float64, {m0['corrected_proba_mb']:,.0f} MB of host memory).",
+            "",
+            "| method | tables (shape at 1M x 100) | MB |",
+            "|---|---|---|",
+        ]
+        for m in report["memory"]:
+            shapes = ", ".join(f"`{k}` {tuple(v)}" for k, v in m["table_shapes"].items())
+            lines.append(f"| {m['method']} | {shapes or '-'} | {m['method_tables_mb']:,.0f} |")
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(
+        prog="python benchmarks/speed.py",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--methods", default=None, help="comma-separated (default: all)")
+    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--n-samples", type=int, default=10_000)
+    parser.add_argument("--meta-every", default="1", help="comma-separated values, e.g. 1,2,4")
+    parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
+    parser.add_argument("--no-cuda", action="store_true", help="skip the CUDA cases")
+    parser.add_argument("--no-memory", action="store_true", help="skip the table-memory probe")
+    parser.add_argument("--json", default=None)
+    parser.add_argument("--quick", action="store_true", help="tiny sizes, one repeat")
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    methods = args.methods.split(",") if args.methods else available_methods()
+    if "ce" not in methods:
+        methods = ["ce", *methods]
+    meta_every = [int(k) for k in args.meta_every.split(",")]
+    mlp = {
+        "n_samples": args.n_samples,
+        "n_features": 784,
+        "n_classes": 10,
+        "batch_size": 128,
+        "epochs": args.epochs,
+    }
+    repeats = args.repeats
+    if args.quick:
+        mlp.update(n_samples=512, epochs=1)
+        repeats = 1
+    cases = {"mlp-784-cpu": (mlp, "cpu")}
+    if torch.cuda.is_available() and not args.no_cuda:
+        emb = {
+            "n_samples": 20_000 if args.quick else 200_000,
+            "n_features": 512,
+            "n_classes": 100,
+            "batch_size": 512,
+            "epochs": 1 if args.quick else args.epochs,
+        }
+        cases["mlp-784-cuda"] = (mlp, "cuda")
+        cases["embeddings-200k-cuda"] = (emb, "cuda")
+
+    def progress(msg):
+        print(msg, file=sys.stderr, flush=True)
+
+    timings = []
+    for name, (cfg, device) in cases.items():
+        timings += time_case(name, cfg, methods, device, meta_every, repeats, progress)
+    memory = (
+        [] if args.no_memory else table_memory(methods, probe_rows=500 if args.quick else 2000)
+    )
+    report = {
+        "machine": machine(),
+        "command": " ".join(
+            ["python benchmarks/speed.py", *(sys.argv[1:] if argv is None else argv)]
+        ),
+        "repeats": repeats,
+        "cases": {name: cfg for name, (cfg, _) in cases.items()},
+        "timings": timings,
+        "memory": memory,
+    }
+    print(format_table(report))
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump(report, fh, indent=2)
+    return report
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,117 @@
+"""The benchmark scripts' ``--quick`` modes run and produce complete reports.
+
+Each script runs once per session in a subprocess (as a user would call it);
+the tests then read its JSON report.  cleanlab is optional: without it the
+accuracy script skips its peers with a note, and the tests expect that note.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from sklearn_noisy.methods import available_methods
+
+ROOT = Path(__file__).resolve().parents[1]
+BENCH = ROOT / "benchmarks"
+HAS_CLEANLAB = importlib.util.find_spec("cleanlab") is not None
+
+
+def _run(script, tmp_path_factory, *extra):
+    out = tmp_path_factory.mktemp(script) / "report.json"
+    proc = subprocess.run(
+        [sys.executable, str(BENCH / f"{script}.py"), "--quick", "--threads", "1"]
+        + ["--json", str(out), *extra],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(out.read_text()), proc.stdout
+
+
+@pytest.fixture(scope="module")
+def accuracy(tmp_path_factory):
+    return _run("accuracy", tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def speed(tmp_path_factory):
+    return _run("speed", tmp_path_factory)
+
+
+def test_accuracy_has_every_method_and_peer(accuracy):
+    report, table = accuracy
+    names = {s["method"] for s in report["summary"]}
+    expected = set(available_methods()) | set(report["settings"]["peers"])
+    if not HAS_CLEANLAB:
+        assert set(report["skipped"]) == {"cleanlab_mlp", "cleanlab_logreg"}
+        expected -= set(report["skipped"])
+    assert names == expected
+    for name in expected:
+        assert f"| {name} |" in table
+
+
+def test_accuracy_rows_are_complete(accuracy):
+    report, _ = accuracy
+    errors = {s["method"]: s["errors"] for s in report["summary"] if "errors" in s}
+    assert not errors
+    for s in report["summary"]:
+        assert 0.0 <= s["test_accuracy_mean"] <= 1.0
+        assert s["test_accuracy_std"] >= 0.0
+        for key in ("corrected_label_accuracy", "wrong_labels_fixed", "right_labels_broken"):
+            assert 0.0 <= s[key] <= 1.0
+        assert s["fit_time_s"] > 0
+        assert s["time_vs_ce"] > 0 and math.isfinite(s["time_vs_ce"])
+    ce = next(s for s in report["summary"] if s["method"] == "ce")
+    assert ce["time_vs_ce"] == pytest.approx(1.0)
+    assert ce["acc_minus_ce"] == 0.0
+
+
+def test_accuracy_report_says_what_was_run(accuracy):
+    report, table = accuracy
+    assert report["settings"]["quick"] is True
+    assert report["settings"]["command"].startswith("python benchmarks/accuracy.py")
+    assert report["machine"]["torch"]
+    assert "time / ce" in table and "### Goals" in table
+    (goal,) = report["goals"]
+    assert {"best_library", "best_peer", "best_library_beats_peers"} <= set(goal)
+    assert "paper_methods_not_beating_ce" in goal  # rate 0.4
+
+
+def test_speed_has_every_method_with_positive_ratio(speed):
+    report, table = speed
+    cpu = [r for r in report["timings"] if r["case"] == "mlp-784-cpu"]
+    assert {r["method"] for r in cpu} == set(available_methods())
+    for r in cpu:
+        assert r["ratio_vs_ce"] > 0 and math.isfinite(r["ratio_vs_ce"])
+        assert r["epoch_time_s"] > 0 and r["samples_per_s"] > 0
+    assert next(r for r in cpu if r["method"] == "ce")["ratio_vs_ce"] == pytest.approx(1.0)
+    assert "time / ce" in table
+
+
+def test_speed_reports_table_memory(speed):
+    report, table = speed
+    memory = {m["method"]: m for m in report["memory"]}
+    assert set(memory) == set(available_methods())
+    for m in memory.values():
+        assert m["method_tables_mb"] >= 0
+        for shape in m["table_shapes"].values():
+            assert shape[0] == 1_000_000
+    assert "1M samples x 100 classes" in table
+
+
+def test_accuracy_peers_without_optional_packages():
+    """The oracle forward peer is a GLC whose T is given, and is not registered."""
+    spec = importlib.util.spec_from_file_location("bench_accuracy", BENCH / "accuracy.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    assert "forward_T_oracle" not in available_methods()
+    assert mod.ForwardOracle(T=[[1.0]]).get_params()["T"] == [[1.0]]
