@@ -162,7 +162,14 @@ class MetaLabelCorrectionClassifier(ClassifierMixin, BaseEstimator):
         ``labels_changed`` (share of noisy rows whose corrected label differs
         from the given one), ``dur``.
     n_iter_ : int
-        Epochs run.
+        Epochs completed (fewer than ``max_epochs`` after a KeyboardInterrupt,
+        which ``fit`` turns into a warning, keeping the model trained so far;
+        ``glc`` interrupted in its first stage stays unfitted instead).
+
+    Notes
+    -----
+    Each call to ``fit`` starts from freshly initialised weights (there is no
+    warm start); a ``fit`` that raises leaves the estimator unfitted.
 
     Examples
     --------
@@ -306,9 +313,14 @@ class MetaLabelCorrectionClassifier(ClassifierMixin, BaseEstimator):
                 "parameter of len(X) per fold, so this trusted set would be cut silently. "
                 "Use meta_mask with X holding both the noisy and the trusted rows instead."
             )
-        X_meta = check_array(
-            _densify(X_meta, "X_meta"), dtype=[np.float64, np.float32], input_name="X_meta"
-        )
+        try:
+            X_meta = check_array(
+                _densify(X_meta, "X_meta"), dtype=[np.float64, np.float32], input_name="X_meta"
+            )
+        except ValueError as exc:
+            if "X_meta" in str(exc):
+                raise
+            raise ValueError(f"X_meta: {exc}") from exc
         try:  # feature count and names against X
             X_meta = validate_data(self, X_meta, reset=False, dtype=[np.float64, np.float32])
         except ValueError as exc:
@@ -482,14 +494,15 @@ class MetaLabelCorrectionClassifier(ClassifierMixin, BaseEstimator):
         self._check_finite(net)
         if net.interrupted_:
             warnings.warn(
-                f"fit was interrupted after {len(net.history)} of {self.max_epochs} epochs; "
-                "the estimator holds the model as trained so far.",
+                f"fit was interrupted during epoch {len(net.history)} of {self.max_epochs}; "
+                "the estimator holds the model as trained so far (n_iter_ counts the "
+                "completed epochs).",
                 UserWarning,
                 stacklevel=3,
             )
         self.net_ = net
         self.history_ = net.history
-        self.n_iter_ = len(net.history)
+        self.n_iter_ = sum("train_loss" in row for row in net.history)
         self._set_corrections(net, X_n, y_n_enc, y_t_enc, noisy_rows, len(y))
 
     def _set_corrections(self, net, X_n, y_n_enc, y_t_enc, noisy_rows, n_rows):
@@ -524,7 +537,8 @@ class MetaLabelCorrectionClassifier(ClassifierMixin, BaseEstimator):
             setattr(self, key, value)
 
     def _check_finite(self, net):
-        losses = [row.get("train_loss", np.nan) for row in net.history]
+        # an interrupted epoch has no train_loss yet; it is not a divergence
+        losses = [row["train_loss"] for row in net.history if "train_loss" in row]
         params_finite = all(torch.isfinite(p).all() for p in net.module_.parameters())
         meta_finite = all(torch.isfinite(p).all() for p in net.meta_module_.parameters())
         if not (params_finite and meta_finite and np.isfinite(losses).all()):
