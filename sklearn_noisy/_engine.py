@@ -35,6 +35,7 @@ marks trusted rows that are trained on with plain cross-entropy.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -267,6 +268,13 @@ class BiLevelNet(NeuralNet):
     def __getstate__(self):
         state = super().__getstate__()
         state.pop("_epoch_sums", None)
+        info = state.get("train_info")
+        if info is not None:
+            # plain attributes are pickled as they are: keep CUDA tensors out, so a
+            # model fitted on a GPU loads on a CPU-only machine
+            state["train_info"] = dataclasses.replace(
+                info, y=info.y.cpu(), trusted=info.trusted.cpu()
+            )
         return state
 
     # ------------------------------------------------------------- the step

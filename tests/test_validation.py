@@ -82,9 +82,10 @@ def test_one_class(method, form):
         ((np.full((60, 4), "a"), Y, XM, YM), ValueError, "could not convert string"),
     ],
 )
-def test_bad_arrays(args, err, match):
+@pytest.mark.parametrize("method", available_methods())
+def test_bad_arrays(method, args, err, match):
     with pytest.raises(err, match=match):
-        _fit("ce", *args, "X_meta")
+        _fit(method, *args, "X_meta")
 
 
 def test_meta_set_smaller_than_number_of_classes_warns():
