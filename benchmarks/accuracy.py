@@ -259,6 +259,7 @@ def _kind(name, methods):
 # -------------------------------------------------------------------- the run
 def run(settings, progress=print):
     """Fit every entry on every case; return the report dict."""
+    where = machine()  # before the fits: the commit the code was loaded from
     names = list(settings["methods"]) + [
         p for p in settings["peers"] if p not in settings["methods"]
     ]
@@ -309,7 +310,7 @@ def run(settings, progress=print):
                     runs.append(row)
     summary = summarise(runs)
     return {
-        "machine": machine(),
+        "machine": where,
         "settings": {k: v for k, v in settings.items()},
         "skipped": skipped,
         "runs": runs,

@@ -308,6 +308,7 @@ def main(argv=None):
     def progress(msg):
         print(msg, file=sys.stderr, flush=True)
 
+    where = machine()  # before the fits: the commit the code was loaded from
     timings = []
     for name, (cfg, device) in cases.items():
         timings += time_case(name, cfg, methods, device, meta_every, repeats, progress)
@@ -315,7 +316,7 @@ def main(argv=None):
         [] if args.no_memory else table_memory(methods, probe_rows=500 if args.quick else 2000)
     )
     report = {
-        "machine": machine(),
+        "machine": where,
         "command": " ".join(
             ["python benchmarks/speed.py", *(sys.argv[1:] if argv is None else argv)]
         ),
