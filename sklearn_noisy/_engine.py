@@ -47,6 +47,8 @@ from skorch.utils import to_device
 from torch import nn
 from torch.func import functional_call
 
+from .modules import has_backbone_head
+
 __all__ = ["BiLevelNet", "Forward", "MetaBatches", "TrainInfo"]
 
 
@@ -151,7 +153,9 @@ def _precondition(optimizer, param, grad):
     state = optimizer.state.get(param)
     if not state or ("exp_avg_sq" not in state and "square_avg" not in state):
         return None
-    group = next(g for g in optimizer.param_groups if any(p is param for p in g["params"]))
+    group = optimizer.param_groups[0]
+    if len(optimizer.param_groups) > 1:
+        group = next(g for g in optimizer.param_groups if any(p is param for p in g["params"]))
     eps = group.get("eps", 1e-8)
     g2 = grad.detach().square()
     if "exp_avg_sq" in state:  # Adam / AdamW
@@ -181,6 +185,10 @@ class BiLevelNet(NeuralNet):
         Optimizer of the meta parameters.
     meta_every : int
         Run the virtual and meta steps on every ``meta_every``-th batch.
+    lookahead : {"full", "head"}
+        Which parameters the virtual step moves: all of them, or the head's
+        only (the backbone stays put, so the look-ahead and its second-order
+        terms cost a fraction; needs a module with a backbone/head split).
     """
 
     def __init__(
@@ -193,6 +201,7 @@ class BiLevelNet(NeuralNet):
         meta_lr=1e-2,
         meta_optimizer=torch.optim.Adam,
         meta_every=1,
+        lookahead="full",
         **kwargs,
     ):
         super().__init__(module, *args, **kwargs)
@@ -202,6 +211,7 @@ class BiLevelNet(NeuralNet):
         self.meta_lr = meta_lr
         self.meta_optimizer = meta_optimizer
         self.meta_every = meta_every
+        self.lookahead = lookahead
 
     # ------------------------------------------------------------------ setup
     def initialize_module(self):
@@ -212,6 +222,13 @@ class BiLevelNet(NeuralNet):
             info.trusted = info.trusted.to(self.device)
         meta = self.method.build(self, info) if self.method is not None else None
         self.meta_module_ = (meta if meta is not None else nn.Module()).to(self.device)
+        self.has_trusted_rows_ = info is not None and bool(info.trusted.any())
+        if self.lookahead == "head" and not has_backbone_head(self.module_):
+            raise TypeError(
+                "lookahead='head' needs a module with `backbone` and `head` sub-modules "
+                f"(see sklearn_noisy.modules); {type(self.module_).__name__} has "
+                "not both."
+            )
         return self
 
     def get_all_learnable_params(self):
@@ -281,7 +298,7 @@ class BiLevelNet(NeuralNet):
     def _batch_loss(self, forward, X, y, idx, trusted, virtual):
         """Mean training loss of a batch: the method's loss on noisy rows, CE on trusted."""
         per_sample, logits = self.method.train_loss(self, forward, X, y, idx, virtual=virtual)
-        if bool(self.train_info.trusted.any()):
+        if self.has_trusted_rows_:
             ce = F.cross_entropy(logits, y, reduction="none")
             w = self.method.trusted_weight(self)
             per_sample = torch.where(trusted, w * ce, per_sample)
@@ -294,7 +311,12 @@ class BiLevelNet(NeuralNet):
         loss, _ = self._batch_loss(
             Forward(module, params, buffers), X, y, idx, trusted, virtual=True
         )
-        names = [k for k, p in params.items() if p.requires_grad]
+        head_only = self.lookahead == "head"
+        names = [
+            k
+            for k, p in params.items()
+            if p.requires_grad and (not head_only or k.startswith("head."))
+        ]
         grads = torch.autograd.grad(
             loss, [params[k] for k in names], create_graph=True, allow_unused=True
         )
@@ -307,7 +329,13 @@ class BiLevelNet(NeuralNet):
             step = g if pre is None else g * pre
             lookahead[k] = params[k] - lr * step
         Xm, ym = next(meta_batches)
-        meta_logits = Forward(module, lookahead, buffers)(Xm)
+        forward = Forward(module, lookahead, buffers)
+        if head_only:  # the backbone did not move: its features need no graph
+            with torch.no_grad():
+                features = forward.features(Xm)
+            meta_logits = forward.head(features)
+        else:
+            meta_logits = forward(Xm)
         meta_loss = self.method.meta_loss(self, meta_logits, ym)
         self.method.meta_update(self, meta_loss)
         with torch.no_grad():

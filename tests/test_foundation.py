@@ -172,3 +172,17 @@ def test_any_numeric_dtype(pair40):
     Xi = (pair40.X * 16).astype(np.int16) / 16
     b.fit(Xi, pair40.y_noisy, X_meta=pair40.X_meta, y_meta=pair40.y_meta)
     np.testing.assert_allclose(a.predict_proba(pair40.X_test), b.predict_proba(pair40.X_test))
+
+
+def test_head_only_lookahead_still_learns_T(pair40):
+    clf = _fit(pair40, "mlc", lookahead="head")
+    full = MLC().build(None, clf.net_.train_info).log_T().exp().detach().numpy()
+    assert np.abs(clf.transition_matrix_ - full).max() > 0.05  # T moved from its start
+    assert _acc(clf, pair40) > 0.8
+
+
+def test_head_only_lookahead_needs_backbone_and_head(pair40):
+    module = torch.nn.Sequential(torch.nn.Linear(64, 10))
+    clf = MetaLabelCorrectionClassifier(method="mlc", module=module, lookahead="head")
+    with pytest.raises(TypeError, match="lookahead='head' needs a module with `backbone`"):
+        clf.fit(pair40.X, pair40.y_noisy, X_meta=pair40.X_meta, y_meta=pair40.y_meta)
