@@ -130,7 +130,8 @@ class MetaLabelCorrectionClassifier(ClassifierMixin, BaseEstimator):
         method choose (see each method's documentation).
     train_on_meta : bool or "auto", default="auto"
         Whether the trusted rows are trained on as well (with cross-entropy);
-        ``"auto"`` takes the method's default.
+        ``"auto"`` takes the method's default: ``True`` for every method but
+        ``ce`` (see :class:`sklearn_noisy.methods.MetaMethod`).
     meta_fallback : {"raise", "noisy_subset"}, default="raise"
         What ``fit`` does without a trusted set.  ``"raise"`` refuses, so a
         forgotten meta set cannot go unnoticed.  ``"noisy_subset"`` takes a

@@ -124,6 +124,7 @@ class MFRW(MetaMethod):
     """
 
     name = "mfrw"
+    train_on_meta = True  # see MetaMethod.train_on_meta
     uses_meta_step = True
 
     def __init__(self, embed_size=100, init_weight=0.9, warmup_fraction=0.1):

@@ -79,6 +79,7 @@ class MLC(MetaMethod):
     """
 
     name = "mlc"
+    train_on_meta = True  # see MetaMethod.train_on_meta
     uses_meta_step = True
     learns_transition_matrix = True
     default_meta_lr = 3e-2

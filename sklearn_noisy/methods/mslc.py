@@ -127,6 +127,7 @@ class MSLC(MetaMethod):
     """
 
     name = "mslc"
+    train_on_meta = True  # see MetaMethod.train_on_meta
     uses_meta_step = True
 
     def __init__(self, hidden_size=100, warmup_fraction=0.2, init_epochs=5, target="soft"):

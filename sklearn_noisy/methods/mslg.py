@@ -113,6 +113,7 @@ class MSLG(MetaMethod):
     """
 
     name = "mslg"
+    train_on_meta = True  # see MetaMethod.train_on_meta
     uses_meta_step = True
 
     def __init__(
