@@ -45,7 +45,7 @@ def test_corrected_labels_beat_noisy_labels(fitted, sym40):
 def test_state_tables_are_per_sample(fitted, sym40):
     tmlc, _ = fitted
     state = tmlc.net_.meta_module_
-    n = len(sym40.y_noisy)
+    n = len(sym40.y_noisy) + len(sym40.y_meta)  # trusted rows are trained on too
     # one row per training sample, whatever the number of epochs
     assert state.h.shape == state.c.shape == (n, state.corrector.hidden_size)
     assert torch.isfinite(state.h).all() and (state.h.abs().sum(1) > 0).all()
@@ -62,7 +62,8 @@ def test_corrector_is_meta_trained(fitted):
 
 def test_transfer_to_another_split_and_noise(fitted):
     """Algorithm 2: the corrector fitted on symmetric noise corrects pair noise
-    on another digits split with no meta-training, and beats ce there."""
+    on another digits split with no meta-training, and beats ce there, also ce
+    trained on the trusted rows too (tmlc trains on them by default)."""
     source, _ = fitted
     target = make_case("pair", 0.4, seed=1)
     before = {k: v.clone() for k, v in source.corrector_.state_dict().items()}
@@ -71,6 +72,9 @@ def test_transfer_to_another_split_and_noise(fitted):
     acc_transfer = transfer.score(target.X_test, target.y_test)
     acc_ce = ce.score(target.X_test, target.y_test)
     assert acc_transfer > acc_ce + 0.05, (acc_transfer, acc_ce)
+    ce_trusted = _fit("ce", target, train_on_meta=True)
+    acc_ce_trusted = ce_trusted.score(target.X_test, target.y_test)
+    assert acc_transfer > acc_ce_trusted + 0.05, (acc_transfer, acc_ce_trusted)
     assert (transfer.corrected_labels_ == target.y_true).mean() > target.noisy_accuracy
     assert "meta_loss" not in transfer.history_[-1]  # no meta step ran
     assert transfer.net_.meta_optimizer_ is None
@@ -89,6 +93,24 @@ def test_transfer_to_another_number_of_classes(fitted):
     ).fit(X[40:], y_noisy[40:], X_meta=X[:40], y_meta=y[:40])
     assert clf.corrected_proba_.shape == (360, 4)
     assert np.isfinite(clf.predict_proba(X)).all()
+
+
+def test_pair_noise_beats_ce(pair40):
+    """The former failure case: the default corrector must not freeze training
+    (target = prediction) or copy the noisy labels on pair noise."""
+    tmlc = _fit("tmlc", pair40)
+    ce = _fit("ce", pair40)
+    acc_tmlc = tmlc.score(pair40.X_test, pair40.y_test)
+    assert acc_tmlc > ce.score(pair40.X_test, pair40.y_test) + 0.1
+    assert (tmlc.corrected_labels_ == pair40.y_true).mean() > pair40.noisy_accuracy + 0.2
+
+
+def test_decoder_weights_are_bounded():
+    corrector = TMLCCorrector()
+    a, b = corrector.weights(torch.full((3, corrector.hidden_size), 100.0))
+    assert (a <= corrector.max_label_logit).all() and (b >= corrector.min_proba_weight).all()
+    with pytest.raises(ValueError, match="max_label_logit"):
+        TMLCCorrector(init_label_logit=7.0, max_label_logit=6.0)
 
 
 def test_bad_corrector_is_refused(sym40):
