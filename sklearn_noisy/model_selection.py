@@ -58,6 +58,7 @@ class TrustedKFold(BaseCrossValidator):
         self.random_state = random_state
 
     def get_n_splits(self, X=None, y=None, groups=None, meta_mask=None):
+        """The number of folds, ``n_splits``."""
         return self.n_splits
 
     @staticmethod

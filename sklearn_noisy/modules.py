@@ -35,6 +35,28 @@ class MLP(nn.Module):
         Dropout probability after each hidden activation.
     batch_norm : bool, default=False
         Whether to put a BatchNorm1d layer before each activation.
+
+    Attributes
+    ----------
+    backbone : torch.nn.Sequential
+        Input to features (the hidden layers).
+    head : torch.nn.Linear
+        Features to class scores.
+    n_features_out : int
+        Size of the features the backbone returns.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sklearn_noisy.modules import MLP
+    >>> net = MLP(8, 3, hidden_layer_sizes=(16,))
+    >>> net(torch.zeros(5, 8)).shape, net.n_features_out
+    (torch.Size([5, 3]), 16)
+
+    As the classifier's network, with extra constructor arguments:
+
+    >>> from sklearn_noisy import MetaLabelCorrectionClassifier
+    >>> clf = MetaLabelCorrectionClassifier(module=MLP, module_params={"dropout": 0.1})
     """
 
     def __init__(
@@ -65,7 +87,15 @@ class MLP(nn.Module):
 
 
 def has_backbone_head(module: nn.Module) -> bool:
-    """Whether ``module`` declares the ``backbone``/``head`` split."""
+    """Whether ``module`` declares the ``backbone``/``head`` split.
+
+    Examples
+    --------
+    >>> from torch import nn
+    >>> from sklearn_noisy.modules import MLP, has_backbone_head
+    >>> has_backbone_head(MLP(4, 2)), has_backbone_head(nn.Linear(4, 2))
+    (True, False)
+    """
     return isinstance(getattr(module, "backbone", None), nn.Module) and isinstance(
         getattr(module, "head", None), nn.Module
     )

@@ -20,6 +20,25 @@ def realised_transition_matrix(y_true, y_noisy, n_classes=None) -> np.ndarray:
     """Row-stochastic ``T[i, j]``: share of true class ``i`` labelled ``j``.
 
     A class absent from ``y_true`` gets an identity row.
+
+    Parameters
+    ----------
+    y_true, y_noisy : array-like of int, shape (n_samples,)
+        Clean and noisy labels, integers ``0 .. n_classes - 1``.
+    n_classes : int, default=None
+        ``None`` takes the largest label plus one.
+
+    Returns
+    -------
+    T : ndarray of shape (n_classes, n_classes)
+        ``T[i, j]`` = share of the samples of true class ``i`` labelled ``j``.
+        cleanlab's ``noise_matrix`` is ``T.T``.
+
+    Examples
+    --------
+    >>> from sklearn_noisy.noise import realised_transition_matrix
+    >>> realised_transition_matrix([0, 0, 0, 0, 1, 1], [0, 0, 0, 1, 1, 1]).tolist()
+    [[0.75, 0.25], [0.0, 1.0]]
     """
     y_true = np.asarray(y_true)
     y_noisy = np.asarray(y_noisy)

@@ -17,6 +17,27 @@ class MetaPipeline(Pipeline):
     local metadata-routing context: ``X_meta`` goes through the fitted
     preprocessing steps and reaches the classifier with ``y_meta``.  Build it
     with :func:`make_meta_pipeline`.
+
+    Parameters
+    ----------
+    steps, transform_input, memory, verbose
+        As :class:`~sklearn.pipeline.Pipeline`.
+
+    Examples
+    --------
+    >>> from sklearn.datasets import load_iris
+    >>> from sklearn.preprocessing import StandardScaler
+    >>> from sklearn_noisy import MetaLabelCorrectionClassifier
+    >>> from sklearn_noisy.pipeline import MetaPipeline
+    >>> X, y = load_iris(return_X_y=True)
+    >>> pipe = MetaPipeline(
+    ...     [("scale", StandardScaler()),
+    ...      ("clf", MetaLabelCorrectionClassifier(max_epochs=2, random_state=0))],
+    ...     transform_input=["X_meta"],
+    ... )
+    >>> pipe = pipe.fit(X[::2], y[::2], X_meta=X[1::10], y_meta=y[1::10])
+    >>> pipe.predict(X[:3]).shape
+    (3,)
     """
 
     def fit(self, X, y=None, **params):
@@ -34,6 +55,18 @@ class MetaPipeline(Pipeline):
 
 def make_meta_pipeline(*steps, memory=None, verbose=False):
     """Build a :class:`MetaPipeline` from estimators, naming them automatically.
+
+    Parameters
+    ----------
+    *steps : estimators
+        Transformers followed by the classifier.
+    memory : str or object with the joblib.Memory interface, default=None
+    verbose : bool, default=False
+
+    Returns
+    -------
+    pipeline : MetaPipeline
+        Its ``fit`` passes ``X_meta`` through the fitted transformers.
 
     Examples
     --------
