@@ -23,7 +23,13 @@ def _docs_packages():
 def _build(tmp_path, *extra):
     """``sphinx-build -W -b html`` on a copy of docs/ and examples/ (the build
     writes generated pages and the gallery into its source directory)."""
-    shutil.copytree(ROOT / "docs", tmp_path / "docs", ignore=shutil.ignore_patterns("_build"))
+    shutil.copytree(
+        ROOT / "docs",
+        tmp_path / "docs",
+        ignore=shutil.ignore_patterns(
+            "_build", "generated", "auto_examples", "sg_execution_times.rst"
+        ),
+    )
     shutil.copytree(ROOT / "examples", tmp_path / "examples")
     env = {**os.environ, "MPLBACKEND": "Agg", "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "sphinx", "-W", "--keep-going", "-b", "html", *extra]
