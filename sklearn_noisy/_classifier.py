@@ -86,8 +86,9 @@ class MetaLabelCorrectionClassifier(ClassifierMixin, BaseEstimator):
     Parameters
     ----------
     method : str or MetaMethod, default="mlc"
-        ``"mlc"``, ``"ce"``, ``"glc"`` (see :func:`sklearn_noisy.methods.
-        available_methods`), or a method object such as
+        ``"ce"``, ``"glc"``, ``"mlc"``, ``"mslc"``, ``"mslg"``, ``"mfrw"`` or
+        ``"tmlc"`` (see :func:`~sklearn_noisy.methods.available_methods`), or a
+        method object such as
         ``sklearn_noisy.methods.MLC(init_diagonal=0.6)`` whose parameters are
         tunable as ``method__<param>``.
     module : torch.nn.Module class or instance, default=None
@@ -100,10 +101,14 @@ class MetaLabelCorrectionClassifier(ClassifierMixin, BaseEstimator):
     module_params : dict, default=None
         Further keyword arguments for the module's constructor.
     max_epochs : int, default=50
+        Passes over the training rows (warm-up epochs included).
     batch_size : int, default=64
+        Training rows per optimisation step.
     lr : float, default=1e-3
         Learning rate of the main optimizer.
     optimizer : torch optimizer class, default=torch.optim.Adam
+        Optimizer of the network's parameters.  The virtual step uses its live
+        learning rate and, for Adam-like optimizers, its second-moment estimate.
     optimizer_params : dict, default=None
         Further keyword arguments of the optimizer (``weight_decay``, ...).
     meta_lr : float, default=None
@@ -151,7 +156,9 @@ class MetaLabelCorrectionClassifier(ClassifierMixin, BaseEstimator):
     Attributes
     ----------
     classes_ : ndarray of shape (n_classes,)
+        The class labels, in the original label space.
     n_features_in_ : int
+        Number of features seen during fit.
     feature_names_in_ : ndarray of str
         When ``X`` is a DataFrame with string column names.
     method_ : MetaMethod
@@ -180,6 +187,14 @@ class MetaLabelCorrectionClassifier(ClassifierMixin, BaseEstimator):
     -----
     Each call to ``fit`` starts from freshly initialised weights (there is no
     warm start); a ``fit`` that raises leaves the estimator unfitted.
+
+    ``random_state`` makes fits reproducible on CPU, in one process at a time:
+    the seeded torch RNG state is forked around the fit, and fits running in
+    parallel *threads* of one process share torch's global generator (dropout
+    and shuffling draw from it), so run parallel searches in processes
+    (joblib's default ``loky`` backend, or dask workers with processes).  On
+    CUDA some kernels (scatter/index-add in per-sample tables, double
+    backward) are not bit-for-bit deterministic.
 
     Examples
     --------
@@ -574,15 +589,44 @@ class MetaLabelCorrectionClassifier(ClassifierMixin, BaseEstimator):
         return logits
 
     def predict_proba(self, X):
-        """Class probabilities for ``X``, columns ordered as ``classes_``."""
+        """Class probabilities for ``X``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        proba : ndarray of shape (n_samples, n_classes)
+            Columns ordered as ``classes_``; rows sum to 1.
+        """
         return self._logits(X).softmax(1).numpy()
 
     def predict_log_proba(self, X):
-        """Log of :meth:`predict_proba`, computed stably."""
+        """Log of :meth:`predict_proba`, computed stably.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        log_proba : ndarray of shape (n_samples, n_classes)
+        """
         return self._logits(X).log_softmax(1).numpy()
 
     def predict(self, X):
-        """Predicted class of each row of ``X`` (in the original label space)."""
+        """Predicted class of each row of ``X``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        y_pred : ndarray of shape (n_samples,)
+            Labels in the original label space (``classes_``).
+        """
         proba = self.predict_proba(X)
         return self.classes_[proba.argmax(1)]
 

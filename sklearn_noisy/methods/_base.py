@@ -103,8 +103,8 @@ def posterior_given_noisy(proba, T, y):
 class MetaMethod(BaseEstimator):
     """Base class of the methods; the defaults are plain cross-entropy training.
 
-    Class attributes
-    ----------------
+    Attributes
+    ----------
     name : str
         Registry name.
     uses_meta_step : bool
