@@ -32,6 +32,16 @@ class GLC(MetaMethod):
     ``transition_matrix_`` is the estimated T; ``history_`` is that of the
     second stage.  Trusted rows are always trained on in stage 2, whatever the
     classifier's ``train_on_meta``.
+
+    Examples
+    --------
+    >>> from sklearn_noisy import MetaLabelCorrectionClassifier
+    >>> from sklearn_noisy.datasets import make_noisy_case
+    >>> case = make_noisy_case("digits", kind="pair", rate=0.4, seed=0)
+    >>> clf = MetaLabelCorrectionClassifier(method="glc", max_epochs=5, random_state=0)
+    >>> clf = clf.fit(case.X, case.y_noisy, X_meta=case.X_meta, y_meta=case.y_meta)
+    >>> clf.transition_matrix_.shape, bool(abs(clf.transition_matrix_.sum(1) - 1).max() < 1e-6)
+    ((10, 10), True)
     """
 
     name = "glc"

@@ -121,6 +121,16 @@ class MFRW(MetaMethod):
     warmup_fraction : float, default=0.1
         Share of ``max_epochs`` trained without advisor before meta steps start,
         when the classifier's ``warmup_epochs`` is ``None``.
+
+    Examples
+    --------
+    >>> from sklearn_noisy import MetaLabelCorrectionClassifier
+    >>> from sklearn_noisy.datasets import make_noisy_case
+    >>> case = make_noisy_case("digits", kind="symmetric", rate=0.4, seed=0)
+    >>> clf = MetaLabelCorrectionClassifier(method="mfrw", max_epochs=3, random_state=0)
+    >>> clf = clf.fit(case.X, case.y_noisy, X_meta=case.X_meta, y_meta=case.y_meta)
+    >>> clf.advisor_weight_.shape
+    (1157,)
     """
 
     name = "mfrw"

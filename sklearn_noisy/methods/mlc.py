@@ -76,6 +76,19 @@ class MLC(MetaMethod):
         steps start, when the classifier's ``warmup_epochs`` is ``None``.
     diagonally_dominant : bool, default=True
         Keep T diagonally dominant after each meta step (see above).
+
+    Examples
+    --------
+    >>> from sklearn_noisy import MetaLabelCorrectionClassifier
+    >>> from sklearn_noisy.datasets import make_noisy_case
+    >>> from sklearn_noisy.methods import MLC
+    >>> case = make_noisy_case("digits", kind="pair", rate=0.4, seed=0)
+    >>> clf = MetaLabelCorrectionClassifier(method=MLC(init_diagonal=0.6), max_epochs=4,
+    ...                                     random_state=0)
+    >>> clf = clf.fit(case.X, case.y_noisy, X_meta=case.X_meta, y_meta=case.y_meta)
+    >>> T = clf.transition_matrix_  # learned, row = true class
+    >>> bool((T.diagonal() >= T.max(1) - 1e-9).all())
+    True
     """
 
     name = "mlc"

@@ -294,6 +294,26 @@ class TMLC(MetaMethod):
         is ``None``.
     n_snapshots : int, default=20
         Most corrector snapshots kept for transfer.
+
+    Examples
+    --------
+    Fit on one noisy dataset, then reuse the corrector on another without a
+    meta step:
+
+    >>> from sklearn_noisy import MetaLabelCorrectionClassifier
+    >>> from sklearn_noisy.datasets import make_noisy_case
+    >>> from sklearn_noisy.methods import TMLC
+    >>> source = make_noisy_case("digits", kind="symmetric", rate=0.4, seed=0)
+    >>> fitted = MetaLabelCorrectionClassifier(method="tmlc", max_epochs=4, random_state=0)
+    >>> fitted = fitted.fit(source.X, source.y_noisy, X_meta=source.X_meta,
+    ...                     y_meta=source.y_meta)
+    >>> target = make_noisy_case("digits", kind="pair", rate=0.4, seed=1)
+    >>> reused = MetaLabelCorrectionClassifier(method=TMLC(corrector=fitted.corrector_),
+    ...                                        max_epochs=4, random_state=0)
+    >>> reused = reused.fit(target.X, target.y_noisy, X_meta=target.X_meta,
+    ...                     y_meta=target.y_meta)
+    >>> reused.corrected_labels_.shape
+    (1157,)
     """
 
     name = "tmlc"
