@@ -117,14 +117,14 @@ def table_memory(methods, n_rows=1_000_000, n_classes=100, probe_rows=2000):
 
     A method is fitted for one epoch on ``probe_rows`` rows with ``n_classes``
     classes; every tensor of its meta module and meta optimizer state whose first
-    dimension is the number of training rows is a per-sample table, and its size
-    is scaled to ``n_rows``.  Trainable tables count once more for their gradient
+    dimension is the number of training rows (noisy rows plus trusted rows
+    when the method trains on them) is a per-sample table, and its size is
+    scaled to ``n_rows`` training rows.  Trainable tables count once more for their gradient
     (the peak during a meta update).  Added for every method: the engine's label
     and trusted-flag tables, and the classifier's fitted ``corrected_proba_``
     (float64, host memory).
     """
     X, y, X_meta, y_meta = synthetic(probe_rows, 16, n_classes, n_meta_per_class=2)
-    scale = n_rows / probe_rows
     rows = []
     for method in methods:
         clf = MetaLabelCorrectionClassifier(
@@ -138,7 +138,8 @@ def table_memory(methods, n_rows=1_000_000, n_classes=100, probe_rows=2000):
         )
         clf.fit(X, y, X_meta=X_meta, y_meta=y_meta)
         net = clf.net_
-        n = net.train_info.n_samples
+        n = net.train_info.n_samples  # noisy rows, plus trusted rows if trained on
+        scale = n_rows / n
         tables = {}
         for key, t in net.meta_module_.state_dict().items():
             if t.ndim and t.shape[0] == n:
