@@ -186,3 +186,14 @@ def test_head_only_lookahead_needs_backbone_and_head(pair40):
     clf = MetaLabelCorrectionClassifier(method="mlc", module=module, lookahead="head")
     with pytest.raises(TypeError, match="lookahead='head' needs a module with `backbone`"):
         clf.fit(pair40.X, pair40.y_noisy, X_meta=pair40.X_meta, y_meta=pair40.y_meta)
+
+
+def test_verbose_shows_progress_with_meta_loss_and_quiet_by_default(pair40, capsys):
+    _fit(pair40, "mlc", max_epochs=2, warmup_epochs=1)
+    quiet = capsys.readouterr()
+    assert quiet.out == "" and quiet.err == ""
+    _fit(pair40, "mlc", max_epochs=2, warmup_epochs=1, verbose=1)
+    shown = capsys.readouterr()
+    printed = shown.out + shown.err
+    assert "meta_loss" in printed  # progress bar postfix and epoch log
+    assert "train_loss" in printed and "%|" in printed  # a tqdm bar
