@@ -17,7 +17,11 @@
    trusted set by default) is evaluated at ``theta_hat`` and differentiated with
    respect to ``phi``; the meta optimizer takes a step.
 3. **actual step**: the training loss is recomputed with the updated
-   (detached) meta parameters and the real optimizer takes a step.
+   (detached) meta parameters and the real optimizer takes a step.  The
+   network's forward pass of the batch is not run again: the virtual step ran
+   it at the same (live) parameters, so its output and graph are reused (the
+   meta gradient keeps that graph alive), which saves one forward pass per meta
+   step at identical results.  Dropout therefore uses one mask for both steps.
 
 During the first ``warmup_epochs`` epochs only the actual step runs.
 
@@ -36,6 +40,7 @@ marks trusted rows that are trained on with plain cross-entropy.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -113,12 +118,25 @@ class Forward:
     ``Forward(module)`` calls the module itself; ``Forward(module, params,
     buffers)`` calls it functionally at ``params``.  ``features`` and ``head``
     give the two halves of a module with a backbone/head split.
+
+    ``record=True`` keeps each output with its input; a later
+    ``Forward(module, reuse=recorded)`` returns the recorded output when it is
+    called again on the *same* input tensor (identity, not equality) instead of
+    running the network again.  The engine uses this to let the actual step reuse
+    the virtual step's forward pass of the training batch: that pass ran at the
+    live parameters, so its output and graph are the ones the actual step would
+    compute.  On a hit the recorded pass's buffers (BatchNorm running
+    statistics, updated once on copies) are written back to the module, so the
+    module sees exactly one update per batch, as without reuse.
     """
 
-    def __init__(self, module, params=None, buffers=None):
+    def __init__(self, module, params=None, buffers=None, *, record=False, reuse=None):
         self.module = module
         self.params = params
         self.buffers = buffers
+        self.record = record
+        self.reuse = reuse
+        self.outputs = []  # (kind, input, output) of recorded calls
 
     def _sub(self, prefix):
         if self.params is None:
@@ -127,45 +145,84 @@ class Forward:
         n = len(prefix) + 1
         return {k[n:]: v for k, v in state.items() if k.startswith(prefix + ".")}
 
+    def _recalled(self, kind, inp):
+        """The recorded output of ``kind`` on ``inp``, buffers written back; else None."""
+        if self.reuse is None:
+            return None
+        for k, x, out in self.reuse.outputs:
+            if k == kind and x is inp:
+                if kind != "head":  # a head may run twice per pass (mfrw): leave it live
+                    self.reuse._write_back_buffers("" if kind == "call" else kind + ".")
+                return out
+        return None
+
+    def _write_back_buffers(self, prefix):
+        if not self.buffers:
+            return
+        with torch.no_grad():
+            for name, live in self.module.named_buffers():
+                if name.startswith(prefix) and name in self.buffers:
+                    live.copy_(self.buffers[name])
+
+    def _run(self, kind, inp, compute):
+        out = self._recalled(kind, inp)
+        if out is None:
+            out = compute()
+            if self.record:
+                self.outputs.append((kind, inp, out))
+        return out
+
     def __call__(self, X):
         if self.params is None:
-            return self.module(X)
-        return functional_call(self.module, (self.params, self.buffers), (X,))
+            return self._run("call", X, lambda: self.module(X))
+        return self._run(
+            "call", X, lambda: functional_call(self.module, (self.params, self.buffers), (X,))
+        )
 
     def features(self, X):
         if self.params is None:
-            return self.module.backbone(X)
-        return functional_call(self.module.backbone, self._sub("backbone"), (X,))
+            return self._run("backbone", X, lambda: self.module.backbone(X))
+        return self._run(
+            "backbone",
+            X,
+            lambda: functional_call(self.module.backbone, self._sub("backbone"), (X,)),
+        )
 
     def head(self, f):
         if self.params is None:
-            return self.module.head(f)
-        return functional_call(self.module.head, self._sub("head"), (f,))
+            return self._run("head", f, lambda: self.module.head(f))
+        return self._run(
+            "head", f, lambda: functional_call(self.module.head, self._sub("head"), (f,))
+        )
 
 
-def _precondition(optimizer, param, grad):
-    """Diagonal preconditioner of ``optimizer`` for ``param`` (or ``None``).
+def _step_scale(optimizer, param, grad, lr):
+    """Per-element size of the look-ahead step for ``param``: ``lr``, or a tensor.
 
-    For Adam-like optimizers the second-moment estimate is first updated with
-    the current gradient, as the real step will do, so the look-ahead step is
-    bounded the way Adam's is (an old, tiny estimate would blow it up).
+    For Adam-like optimizers (Adam, AdamW, RMSprop) this is ``lr`` times the
+    diagonal preconditioner, ``lr / (sqrt(v_hat) + eps)``, with the second-moment
+    estimate ``v_hat`` first updated with the current gradient, as the real step
+    will do, so the look-ahead step is bounded the way Adam's is (an old, tiny
+    estimate would blow it up).  Computed without a graph, in place where it can.
     """
     state = optimizer.state.get(param)
     if not state or ("exp_avg_sq" not in state and "square_avg" not in state):
-        return None
+        return lr
     group = optimizer.param_groups[0]
     if len(optimizer.param_groups) > 1:
         group = next(g for g in optimizer.param_groups if any(p is param for p in g["params"]))
     eps = group.get("eps", 1e-8)
-    g2 = grad.detach().square()
-    if "exp_avg_sq" in state:  # Adam / AdamW
+    g = grad.detach()
+    if "exp_avg_sq" in state:  # Adam / AdamW: v_hat = v / (1 - beta2^t)
         beta2 = group["betas"][1]
-        step = float(state["step"]) + 1.0
-        v_hat = (beta2 * state["exp_avg_sq"] + (1.0 - beta2) * g2) / (1.0 - beta2**step)
+        root_bc = math.sqrt(1.0 - beta2 ** (float(state["step"]) + 1.0))
+        v = state["exp_avg_sq"].mul(beta2).addcmul_(g, g, value=1.0 - beta2)
     else:  # RMSprop
         alpha = group["alpha"]
-        v_hat = alpha * state["square_avg"] + (1.0 - alpha) * g2
-    return 1.0 / (v_hat.sqrt() + eps)
+        root_bc = 1.0
+        v = state["square_avg"].mul(alpha).addcmul_(g, g, value=1.0 - alpha)
+    # lr / (sqrt(v / bc) + eps) == lr * sqrt(bc) / (sqrt(v) + eps * sqrt(bc))
+    return v.sqrt_().add_(eps * root_bc).reciprocal_().mul_(lr * root_bc)
 
 
 class BiLevelNet(NeuralNet):
@@ -305,12 +362,12 @@ class BiLevelNet(NeuralNet):
         return per_sample.mean(), logits
 
     def _meta_step(self, X, y, idx, trusted, meta_batches):
+        """Virtual and meta steps; returns the recorded forward pass of the batch."""
         module = self.module_
         params = dict(module.named_parameters())
         buffers = {k: b.clone() for k, b in module.named_buffers()}
-        loss, _ = self._batch_loss(
-            Forward(module, params, buffers), X, y, idx, trusted, virtual=True
-        )
+        recorded = Forward(module, params, buffers, record=True)
+        loss, _ = self._batch_loss(recorded, X, y, idx, trusted, virtual=True)
         head_only = self.lookahead == "head"
         names = [
             k
@@ -325,11 +382,16 @@ class BiLevelNet(NeuralNet):
         for k, g in zip(names, grads):
             if g is None:
                 continue
-            pre = _precondition(self.optimizer_, params[k], g)
-            step = g if pre is None else g * pre
-            lookahead[k] = params[k] - lr * step
+            scale = _step_scale(self.optimizer_, params[k], g, lr)
+            if torch.is_tensor(scale):
+                lookahead[k] = torch.addcmul(params[k], g, scale, value=-1.0)
+            else:
+                lookahead[k] = params[k] - scale * g
         Xm, ym = next(meta_batches)
-        forward = Forward(module, lookahead, buffers)
+        # the meta batch gets its own copies of the buffers: its statistics must not
+        # reach the module when the actual step reuses the recorded pass
+        meta_buffers = {k: b.clone() for k, b in module.named_buffers()}
+        forward = Forward(module, lookahead, meta_buffers)
         if head_only:  # the backbone did not move: its features need no graph
             with torch.no_grad():
                 features = forward.features(Xm)
@@ -344,6 +406,7 @@ class BiLevelNet(NeuralNet):
         if self.verbose:  # the progress bar shows the running meta loss
             self.history.record_batch("meta_loss", meta_loss.item())
         self._accumulate("meta_acc", acc, len(ym))
+        return recorded
 
     def train_step(self, batch, meta_batches=None, **fit_params):
         Xb, yb = unpack_data(batch)
@@ -356,11 +419,13 @@ class BiLevelNet(NeuralNet):
         meta_step = (
             self.meta_active_ and meta_batches is not None and batch_number % self.meta_every == 0
         )
-        if meta_step:
-            self._meta_step(Xb, y, idx, trusted, meta_batches)
+        recorded = self._meta_step(Xb, y, idx, trusted, meta_batches) if meta_step else None
 
         self.optimizer_.zero_grad(set_to_none=True)
-        loss, logits = self._batch_loss(Forward(self.module_), Xb, y, idx, trusted, virtual=False)
+        # the actual step reuses the virtual step's forward pass of this batch (same
+        # parameters, so the same output and graph): one forward pass saved per step
+        forward = Forward(self.module_, reuse=recorded)
+        loss, logits = self._batch_loss(forward, Xb, y, idx, trusted, virtual=False)
         loss.backward()
         self.notify(
             "on_grad_computed",

@@ -8,6 +8,7 @@ import torch
 
 from sklearn_noisy import MetaLabelCorrectionClassifier
 from sklearn_noisy.methods import MLC
+from sklearn_noisy.modules import MLP
 
 EPOCHS = 40
 
@@ -119,6 +120,47 @@ def test_batchnorm_buffers_untouched_by_virtual_step(pair40):
     for k, b in module.named_buffers():
         assert torch.equal(b, before[k]), k
     assert any(not torch.equal(buffers[k], before[k]) for k in buffers)
+
+
+class _CountingMLP(MLP):
+    """The default MLP, recording the size of every training-mode backbone pass."""
+
+    passes: list = []
+
+    def __init__(self, n_features, n_classes, **kwargs):
+        super().__init__(n_features, n_classes, **kwargs)
+        self.backbone.register_forward_hook(self._count)
+
+    @staticmethod
+    def _count(mod, inp, out):
+        if mod.training:
+            _CountingMLP.passes.append(len(inp[0]))
+
+
+@pytest.mark.parametrize("method", ["mlc", "mfrw"])
+def test_actual_step_reuses_the_virtual_forward_pass(pair40, method):
+    """One pass of each training batch per step, not two; BatchNorm updated once per batch."""
+    _CountingMLP.passes = []
+    clf = MetaLabelCorrectionClassifier(
+        method=method,
+        module=_CountingMLP,
+        module_params={"batch_norm": True},
+        max_epochs=2,
+        warmup_epochs=1,
+        batch_size=50,
+        random_state=0,
+        device="cpu",
+    )
+    clf.fit(pair40.X, pair40.y_noisy, X_meta=pair40.X_meta, y_meta=pair40.y_meta)
+    n_batches = sum(len(row["batches"]) for row in clf.history_)
+    n_meta = len(pair40.y_meta)  # one meta batch: the whole trusted set
+    train_passes = [n for n in _CountingMLP.passes if n <= 50]
+    assert len(train_passes) == n_batches
+    assert _CountingMLP.passes.count(n_meta) == len(clf.history_[-1]["batches"])
+    bn = next(m for m in clf.net_.module_.modules() if isinstance(m, torch.nn.BatchNorm1d))
+    # the meta-step epoch's passes ran on copies of the buffers, written back once
+    # per batch; the meta batches' statistics stayed out
+    assert int(bn.num_batches_tracked) == n_batches
 
 
 def test_meta_every_reduces_meta_steps(pair40):

@@ -36,7 +36,7 @@ import torch
 import torch.nn.functional as F
 from sklearn.base import BaseEstimator, clone
 
-__all__ = ["MetaMethod", "register", "get_method", "available_methods"]
+__all__ = ["MetaMethod", "register", "get_method", "available_methods", "meta_gradient"]
 
 _REGISTRY: dict[str, type] = {}
 
@@ -100,6 +100,15 @@ def posterior_given_noisy(proba, T, y):
     return torch.where(s > 0, q / s.clamp_min(1e-12), proba)
 
 
+def meta_gradient(meta_loss, params):
+    """Gradient of the meta loss w.r.t. ``params`` (``None`` where unused).
+
+    The graph is kept: it runs through the virtual step's forward pass of the
+    training batch, which the engine's actual step reuses.
+    """
+    return torch.autograd.grad(meta_loss, params, allow_unused=True, retain_graph=True)
+
+
 class MetaMethod(BaseEstimator):
     """Base class of the methods; the defaults are plain cross-entropy training.
 
@@ -155,7 +164,7 @@ class MetaMethod(BaseEstimator):
 
     def meta_update(self, net, meta_loss):
         params = [p for p in net.meta_module_.parameters() if p.requires_grad]
-        grads = torch.autograd.grad(meta_loss, params, allow_unused=True)
+        grads = meta_gradient(meta_loss, params)
         for p, g in zip(params, grads):
             p.grad = torch.zeros_like(p) if g is None else g
         net.meta_optimizer_.step()

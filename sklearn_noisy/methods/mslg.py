@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._base import MetaMethod, register
+from ._base import MetaMethod, meta_gradient, register
 
 
 class _LabelLogits(nn.Module):
@@ -154,7 +154,7 @@ class MSLG(MetaMethod):
 
     def meta_update(self, net, meta_loss):
         weight = net.meta_module_.weight
-        (grad,) = torch.autograd.grad(meta_loss, [weight], allow_unused=True)
+        (grad,) = meta_gradient(meta_loss, [weight])
         if grad is None:
             return
         with torch.no_grad():
