@@ -173,9 +173,10 @@ class MFRW(MetaMethod):
         state = net.meta_module_
         with torch.no_grad():
             pre_loss = F.cross_entropy(forward.head(f), y, reduction="none")
-        weight = state.advisor(f.detach(), torch.log1p(pre_loss))
+        # the actual step uses the advisor's weights as constants: no graph for them
+        with torch.set_grad_enabled(virtual and torch.is_grad_enabled()):
+            weight = state.advisor(f.detach(), torch.log1p(pre_loss))
         if not virtual:
-            weight = weight.detach()
             state.mean_weight[idx] = weight.mean(1)
         logits = forward.head(f * weight)
         return F.cross_entropy(logits, y, reduction="none"), logits
