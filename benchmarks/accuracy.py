@@ -541,7 +541,12 @@ def main(argv=None):
     )
     parser.add_argument("--finetune-lr", type=float, default=1e-4)
     parser.add_argument("--cv-folds", type=int, default=5, help="cleanlab's cv_n_folds")
-    parser.add_argument("--meta-every", type=int, default=1, help="meta_every of meta methods")
+    parser.add_argument(
+        "--meta-every",
+        type=int,
+        default=None,
+        help="meta_every of meta methods (default: each method's own)",
+    )
     parser.add_argument("--meta-per-class", type=int, default=10)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")

@@ -119,11 +119,13 @@ class MetaLabelCorrectionClassifier(ClassifierMixin, BaseEstimator):
         Trusted rows per meta step; ``None`` uses the whole trusted set up to 256
         rows (a trusted set is small, and a larger meta batch gives a less noisy
         meta gradient).
-    meta_every : int, default=1
+    meta_every : int, default=None
         Run the virtual/meta steps on every ``meta_every``-th batch only (a
-        speed lever: about 1.4-1.6x the ``ce`` time per epoch at 4 instead of
-        2.5-3x at 1 on CPU; see ``benchmarks/README.md`` for its effect on
-        accuracy).
+        speed lever: the extra cost of the meta steps shrinks by about the
+        factor ``meta_every``).  ``None`` uses the method's default: 1 (every
+        batch, as in the papers) for all methods but ``mslc``, which uses 2 (no
+        accuracy lost on the digits benchmark; see ``benchmarks/README.md`` for
+        every method's accuracy at 1 and 2).
     lookahead : {"full", "head"}, default="full"
         Which parameters the virtual step moves.  ``"full"``: all of them (the
         papers).  ``"head"``: only the module's ``head``; the backbone stays
@@ -224,7 +226,7 @@ class MetaLabelCorrectionClassifier(ClassifierMixin, BaseEstimator):
         "optimizer_params": [None, dict],
         "meta_lr": [None, Interval(numbers.Real, 0, None, closed="neither")],
         "meta_batch_size": [None, Interval(numbers.Integral, 1, None, closed="left")],
-        "meta_every": [Interval(numbers.Integral, 1, None, closed="left")],
+        "meta_every": [Interval(numbers.Integral, 1, None, closed="left"), None],
         "lookahead": [StrOptions({"full", "head"})],
         "warmup_epochs": [None, Interval(numbers.Integral, 0, None, closed="left")],
         "train_on_meta": ["boolean", StrOptions({"auto"})],
@@ -248,7 +250,7 @@ class MetaLabelCorrectionClassifier(ClassifierMixin, BaseEstimator):
         optimizer_params=None,
         meta_lr=None,
         meta_batch_size=None,
-        meta_every=1,
+        meta_every=None,
         lookahead="full",
         warmup_epochs=None,
         train_on_meta="auto",
@@ -501,7 +503,9 @@ class MetaLabelCorrectionClassifier(ClassifierMixin, BaseEstimator):
                 train_info=copy.copy(info),
                 warmup_epochs=warmup,
                 meta_lr=self.method_.default_meta_lr if self.meta_lr is None else self.meta_lr,
-                meta_every=self.meta_every,
+                meta_every=(
+                    self.method_.default_meta_every if self.meta_every is None else self.meta_every
+                ),
                 lookahead=self.lookahead,
                 **optimizer_params,
             )

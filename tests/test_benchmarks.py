@@ -95,6 +95,17 @@ def test_speed_has_every_method_with_positive_ratio(speed):
         assert r["epoch_time_s"] > 0 and r["samples_per_s"] > 0
     assert next(r for r in cpu if r["method"] == "ce")["ratio_vs_ce"] == pytest.approx(1.0)
     assert "time / ce" in table
+    assert "no warm-up" in table
+
+
+def test_speed_can_time_the_default_warm_up(tmp_path_factory):
+    """``--warmup default`` times what users get: the methods' own warm-up epochs."""
+    report, table = _run(
+        "speed", tmp_path_factory, "--warmup", "default", "--methods", "mlc", "--no-memory"
+    )
+    assert report["cases"]["mlp-784-cpu"]["warmup_epochs"] is None
+    assert "default warm-up" in table and "no warm-up" not in table
+    assert {r["method"] for r in report["timings"]} == {"ce", "mlc"}
 
 
 def test_speed_reports_table_memory(speed):

@@ -86,6 +86,25 @@ def test_meta_parameters_change_only_after_warmup(sym40):
     )
 
 
+@pytest.mark.parametrize("meta_every, expected_every", [(None, 2), (1, 1), (3, 3)])
+def test_meta_step_on_every_second_batch_by_default(sym40, meta_every, expected_every):
+    """mslc's default meta_every is 2: alpha/beta get half as many updates as batches."""
+    clf = _fit("mslc", sym40, max_epochs=2, warmup_epochs=0, batch_size=64, meta_every=meta_every)
+    assert clf.net_.meta_every == expected_every
+    per_epoch = [len(row["batches"]) for row in clf.history_]
+    expected = sum(-(-n // expected_every) for n in per_epoch)
+    param = next(clf.net_.meta_module_.alpha_net.parameters())
+    assert int(clf.net_.meta_optimizer_.state[param]["step"]) == expected
+    # the soft labels are recomputed at every real step, not only at meta steps:
+    # every noisy row has left its one-hot label
+    assert (clf.corrected_proba_.max(1) < 1.0).mean() > 0.99
+
+
+def test_other_methods_meta_step_on_every_batch_by_default(sym40):
+    clf = _fit("mlc", sym40, max_epochs=1)
+    assert clf.net_.meta_every == 1
+
+
 def test_pickle_round_trip(fitted, sym40):
     mslc, _ = fitted
     loaded = pickle.loads(pickle.dumps(mslc))

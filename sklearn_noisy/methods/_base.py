@@ -144,6 +144,7 @@ class MetaMethod(BaseEstimator):
 
     # --- defaults the classifier asks for
     default_meta_lr = 1e-2
+    default_meta_every = 1
 
     def default_warmup(self, max_epochs: int) -> int:
         return 0

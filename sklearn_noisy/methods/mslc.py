@@ -97,6 +97,15 @@ class MSLC(MetaMethod):
       meta step ran).  ``transition_matrix_`` is estimated from
       ``corrected_proba_`` against the noisy labels.
     * Trusted rows (``train_on_meta=True``) keep their one-hot label.
+    * **Meta step on every second batch** (the classifier's ``meta_every=None``
+      resolves to 2 for this method; the paper updates ``alpha``/``beta`` on
+      every batch).  The soft labels are still recomputed and stored at every
+      real step; only the coefficient networks are updated half as often.  On
+      the digits benchmark (7 noise cases, 2 seeds) test accuracy moved by
+      +0.002 on average and by -0.001 at worst against ``meta_every=1``, and
+      the meta step's extra cost halves (about 2.1x ``ce`` per epoch instead
+      of 2.8x on the CPU speed case).  Pass ``meta_every=1`` for the paper's
+      schedule.
 
     Parameters
     ----------
@@ -129,6 +138,7 @@ class MSLC(MetaMethod):
     name = "mslc"
     train_on_meta = True  # see MetaMethod.train_on_meta
     uses_meta_step = True
+    default_meta_every = 2  # see "Meta step on every second batch" above
 
     def __init__(self, hidden_size=100, warmup_fraction=0.2, init_epochs=5, target="soft"):
         self.hidden_size = hidden_size
