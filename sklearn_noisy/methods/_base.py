@@ -134,6 +134,9 @@ class MetaMethod(BaseEstimator):
     learns_transition_matrix : bool
         Whether ``transition_matrix_`` is learned (else estimated from corrected
         vs noisy labels).
+    training_runs : int
+        How many times :meth:`fit_net` trains a network for ``max_epochs``
+        (``history_`` shows the last run).
     """
 
     name = "base"
@@ -141,6 +144,7 @@ class MetaMethod(BaseEstimator):
     train_on_meta = False
     requires_trusted_rows = False
     learns_transition_matrix = False
+    training_runs = 1
 
     # --- defaults the classifier asks for
     default_meta_lr = 1e-2

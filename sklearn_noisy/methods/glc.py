@@ -45,6 +45,7 @@ class GLC(MetaMethod):
     """
 
     name = "glc"
+    training_runs = 2  # noisy-label run, then the corrected run from the same start
     uses_meta_step = False
     train_on_meta = True
     requires_trusted_rows = True
