@@ -76,6 +76,20 @@ def _resolve_device(device):
     return device
 
 
+class _ProgressBar(ProgressBar):
+    """skorch's progress bar, drawn once more with its final postfix at epoch end.
+
+    tqdm redraws at most every 0.1 s, so a short epoch could end without ever
+    showing the running train and meta loss.
+    """
+
+    def on_epoch_end(self, net, **kwargs):
+        pbar = getattr(self, "pbar_", None)
+        if pbar is not None:
+            pbar.refresh()
+        super().on_epoch_end(net, **kwargs)
+
+
 class MetaLabelCorrectionClassifier(ClassifierMixin, BaseEstimator):
     """Classifier trained on noisy labels, corrected with a small trusted set.
 
@@ -495,7 +509,7 @@ class MetaLabelCorrectionClassifier(ClassifierMixin, BaseEstimator):
                 device=device,
                 verbose=self.verbose,
                 callbacks=(
-                    [ProgressBar(postfix_keys=["train_loss", "meta_loss"])]
+                    [_ProgressBar(postfix_keys=["train_loss", "meta_loss"])]
                     if self.verbose
                     else None
                 ),

@@ -230,7 +230,17 @@ def test_head_only_lookahead_needs_backbone_and_head(pair40):
         clf.fit(pair40.X, pair40.y_noisy, X_meta=pair40.X_meta, y_meta=pair40.y_meta)
 
 
-def test_verbose_shows_progress_with_meta_loss_and_quiet_by_default(pair40, capsys):
+def test_verbose_shows_progress_with_meta_loss_and_quiet_by_default(
+    pair40, capsys, monkeypatch
+):
+    import functools
+
+    import tqdm
+
+    # a machine fast enough to finish an epoch between two of tqdm's redraws:
+    # the bar must still show the meta loss once
+    slow_redraw = functools.partialmethod(tqdm.tqdm.__init__, mininterval=1e6)
+    monkeypatch.setattr(tqdm.tqdm, "__init__", slow_redraw)
     _fit(pair40, "mlc", max_epochs=2, warmup_epochs=1)
     quiet = capsys.readouterr()
     assert quiet.out == "" and quiet.err == ""
