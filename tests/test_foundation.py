@@ -230,9 +230,7 @@ def test_head_only_lookahead_needs_backbone_and_head(pair40):
         clf.fit(pair40.X, pair40.y_noisy, X_meta=pair40.X_meta, y_meta=pair40.y_meta)
 
 
-def test_verbose_shows_progress_with_meta_loss_and_quiet_by_default(
-    pair40, capsys, monkeypatch
-):
+def test_verbose_shows_progress_with_meta_loss_and_quiet_by_default(pair40, capsys, monkeypatch):
     import functools
 
     import tqdm
