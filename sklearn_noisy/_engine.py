@@ -172,28 +172,22 @@ class Forward:
                 self.outputs.append((kind, inp, out))
         return out
 
-    def __call__(self, X):
+    def _apply(self, kind, inp):
+        """Run the module (``kind="call"``) or its ``backbone``/``head`` on ``inp``."""
+        sub = self.module if kind == "call" else getattr(self.module, kind)
         if self.params is None:
-            return self._run("call", X, lambda: self.module(X))
-        return self._run(
-            "call", X, lambda: functional_call(self.module, (self.params, self.buffers), (X,))
-        )
+            return self._run(kind, inp, lambda: sub(inp))
+        state = (self.params, self.buffers) if kind == "call" else self._sub(kind)
+        return self._run(kind, inp, lambda: functional_call(sub, state, (inp,)))
+
+    def __call__(self, X):
+        return self._apply("call", X)
 
     def features(self, X):
-        if self.params is None:
-            return self._run("backbone", X, lambda: self.module.backbone(X))
-        return self._run(
-            "backbone",
-            X,
-            lambda: functional_call(self.module.backbone, self._sub("backbone"), (X,)),
-        )
+        return self._apply("backbone", X)
 
     def head(self, f):
-        if self.params is None:
-            return self._run("head", f, lambda: self.module.head(f))
-        return self._run(
-            "head", f, lambda: functional_call(self.module.head, self._sub("head"), (f,))
-        )
+        return self._apply("head", f)
 
 
 def _step_scale(optimizer, param, grad, lr):

@@ -103,8 +103,8 @@ class MSLC(MetaMethod):
       real step; only the coefficient networks are updated half as often.  On
       the digits benchmark (7 noise cases, 2 seeds) test accuracy moved by
       +0.002 on average and by -0.001 at worst against ``meta_every=1``, and
-      the meta step's extra cost halves (about 2.1x ``ce`` per epoch instead
-      of 2.8x on the CPU speed case).  Pass ``meta_every=1`` for the paper's
+      the meta step's extra cost halves (about 2.0x ``ce`` per epoch instead
+      of 2.9x on the CPU speed case, steady state).  Pass ``meta_every=1`` for the paper's
       schedule.
 
     Parameters
