@@ -336,6 +336,7 @@ class BiLevelNet(NeuralNet):
     def __getstate__(self):
         state = super().__getstate__()
         state.pop("_epoch_sums", None)
+        state.pop("step_cache", None)
         info = state.get("train_info")
         if info is not None:
             # plain attributes are pickled as they are: keep CUDA tensors out, so a
@@ -403,6 +404,15 @@ class BiLevelNet(NeuralNet):
         return recorded
 
     def train_step(self, batch, meta_batches=None, **fit_params):
+        # values a method computes in the virtual step and reuses in the actual
+        # step of the same batch (see MetaMethod); emptied at every step
+        self.step_cache = {}
+        try:
+            return self._train_step(batch, meta_batches)
+        finally:
+            self.step_cache = {}
+
+    def _train_step(self, batch, meta_batches):
         Xb, yb = unpack_data(batch)
         Xb = to_device(Xb, self.device)
         yb = to_device(yb, self.device)

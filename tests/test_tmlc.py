@@ -105,6 +105,33 @@ def test_pair_noise_beats_ce(pair40):
     assert (tmlc.corrected_labels_ == pair40.y_true).mean() > pair40.noisy_accuracy + 0.2
 
 
+def test_actual_step_reuses_the_virtual_steps_work(sym40, monkeypatch):
+    """Noise perception once per batch, and the logged correction is the actual target."""
+    from sklearn_noisy.methods import tmlc as tmlc_module
+
+    calls = []
+    original = tmlc_module.noise_perception
+    monkeypatch.setattr(
+        tmlc_module, "noise_perception", lambda *a: calls.append(1) or original(*a)
+    )
+    decodes = []
+    decode = TMLCCorrector.decode
+    monkeypatch.setattr(
+        TMLCCorrector, "decode", lambda self, *a: decodes.append(len(a[0])) or decode(self, *a)
+    )
+    clf = _fit("tmlc", sym40, max_epochs=2, warmup_epochs=1, batch_size=100)
+    batches = [len(row["batches"]) for row in clf.history_]
+    # the virtual and actual steps see the same logits: one perception per batch
+    assert len(calls) == sum(batches)
+    # warm-up epoch: the logged correction decodes each batch; meta epoch: a
+    # virtual and an actual target per batch, the logged correction is the actual
+    # target (not a third decode); then one decode of every row for corrected_proba_
+    assert len(decodes) == batches[0] + 2 * batches[1] + 1
+    assert max(decodes[:-1]) <= 100 and decodes[-1] == len(sym40.y_noisy)
+    assert np.isfinite(clf.history_[-1, "labels_changed"])
+    assert "step_cache" not in clf.net_.__getstate__()
+
+
 def test_decoder_weights_are_bounded():
     corrector = TMLCCorrector()
     a, b = corrector.weights(torch.full((3, corrector.hidden_size), 100.0))

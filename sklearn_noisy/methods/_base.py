@@ -27,6 +27,12 @@ it.  The engine (:class:`sklearn_noisy._engine.BiLevelNet`) calls these hooks:
     The training schedule; one run of the engine by default.
 ``transition_matrix(net, corrected_proba, y)`` and ``fitted_attributes(net)``
     What the classifier exposes after fit.
+
+The actual step of a batch sees the very logits (and backbone features) the
+virtual step computed; :func:`remember` and :func:`recall` let a method keep
+what it derived from them in the virtual step (``tmlc``'s noise perception,
+``mfrw``'s pre-calculated loss) for the actual step, through ``net.step_cache``,
+which the engine empties at every step.
 """
 
 from __future__ import annotations
@@ -36,7 +42,15 @@ import torch
 import torch.nn.functional as F
 from sklearn.base import BaseEstimator, clone
 
-__all__ = ["MetaMethod", "register", "get_method", "available_methods", "meta_gradient"]
+__all__ = [
+    "MetaMethod",
+    "register",
+    "get_method",
+    "available_methods",
+    "meta_gradient",
+    "remember",
+    "recall",
+]
 
 _REGISTRY: dict[str, type] = {}
 
@@ -107,6 +121,27 @@ def meta_gradient(meta_loss, params):
     training batch, which the engine's actual step reuses.
     """
     return torch.autograd.grad(meta_loss, params, allow_unused=True, retain_graph=True)
+
+
+def remember(net, key, anchor, value):
+    """Keep ``value`` for the rest of this training step, tied to ``anchor``.
+
+    The engine empties ``net.step_cache`` at every step.  A method stores what
+    its virtual step computed from a tensor (``anchor``) and :func:`recall`
+    returns it in the actual step when that step sees the *same* tensor object
+    (the engine's actual step reuses the virtual step's forward pass, so the
+    logits and features are those very objects).  Outside a step it is a no-op.
+    """
+    cache = getattr(net, "step_cache", None)
+    if cache is not None:
+        cache[key] = (anchor, value)
+    return value
+
+
+def recall(net, key, anchor):
+    """The value :func:`remember` kept for ``anchor`` in this step, or ``None``."""
+    hit = (getattr(net, "step_cache", None) or {}).get(key)
+    return hit[1] if hit is not None and hit[0] is anchor else None
 
 
 class MetaMethod(BaseEstimator):

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..modules import has_backbone_head
-from ._base import MetaMethod, register
+from ._base import MetaMethod, recall, register, remember
 
 
 class _Advisor(nn.Module):
@@ -171,8 +171,11 @@ class MFRW(MetaMethod):
             logits = forward.head(f)
             return F.cross_entropy(logits, y, reduction="none"), logits
         state = net.meta_module_
-        with torch.no_grad():
-            pre_loss = F.cross_entropy(forward.head(f), y, reduction="none")
+        pre_loss = recall(net, "pre_loss", f)  # the actual step reuses the virtual f
+        if pre_loss is None:
+            with torch.no_grad():
+                pre_loss = F.cross_entropy(forward.head(f), y, reduction="none")
+            remember(net, "pre_loss", f, pre_loss)
         # the actual step uses the advisor's weights as constants: no graph for them
         with torch.set_grad_enabled(virtual and torch.is_grad_enabled()):
             weight = state.advisor(f.detach(), torch.log1p(pre_loss))

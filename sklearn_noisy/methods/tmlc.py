@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._base import MetaMethod, register
+from ._base import MetaMethod, recall, register, remember
 
 __all__ = ["TMLC", "TMLCCorrector", "noise_perception"]
 
@@ -392,8 +392,13 @@ class TMLC(MetaMethod):
         logits = forward(X)
         state = net.meta_module_
         corrector = state.corrector
-        with torch.no_grad():
-            feats, proba = noise_perception(logits.detach(), y, net.train_info.n_classes)
+        # the actual step reuses the virtual step's logits: same features
+        perception = recall(net, "perception", logits)
+        if perception is None:
+            with torch.no_grad():
+                perception = noise_perception(logits.detach(), y, net.train_info.n_classes)
+            remember(net, "perception", logits, perception)
+        feats, proba = perception
         h_prev, c_prev = state.h[idx], state.c[idx]
         if not self._correcting(net):
             if not virtual:
@@ -405,11 +410,14 @@ class TMLC(MetaMethod):
             target = corrector.decode(h, proba, y)
         if not virtual:
             state.h[idx], state.c[idx] = h.detach(), c.detach()
-            target = target.detach()
+            target = remember(net, "target", idx, target.detach())  # what correct() returns
         loss = -(target * F.log_softmax(logits, dim=1)).sum(1)
         return loss, logits
 
     def correct(self, net, proba, y, idx):
+        target = recall(net, "target", idx)  # this step's actual target, if any
+        if target is not None:
+            return target
         return net.meta_module_.corrector.decode(net.meta_module_.h[idx], proba, y)
 
     def fitted_attributes(self, net, rows):
