@@ -137,8 +137,8 @@ class MetaLabelCorrectionClassifier(ClassifierMixin, BaseEstimator):
         Run the virtual/meta steps on every ``meta_every``-th batch only (a
         speed lever: the extra cost of the meta steps shrinks by about the
         factor ``meta_every``).  ``None`` uses the method's default: 1 (every
-        batch, as in the papers) for all methods but ``mslc``, which uses 2 (no
-        accuracy lost on the digits benchmark; see ``benchmarks/README.md`` for
+        batch, as in the papers) for all methods but ``mslc`` and ``tmlc``,
+        which use 2 (see their documentation, and ``benchmarks/README.md`` for
         every method's accuracy at 1 and 2).
     lookahead : {"full", "head"}, default="full"
         Which parameters the virtual step moves.  ``"full"``: all of them (the

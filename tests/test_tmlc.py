@@ -115,11 +115,13 @@ def test_actual_step_reuses_the_virtual_steps_work(sym40, monkeypatch):
         tmlc_module, "noise_perception", lambda *a: calls.append(1) or original(*a)
     )
     decodes = []
-    decode = TMLCCorrector.decode
+    decode = TMLCCorrector.decode_from_logits
     monkeypatch.setattr(
-        TMLCCorrector, "decode", lambda self, *a: decodes.append(len(a[0])) or decode(self, *a)
+        TMLCCorrector,
+        "decode_from_logits",
+        lambda self, *a: decodes.append(len(a[0])) or decode(self, *a),
     )
-    clf = _fit("tmlc", sym40, max_epochs=2, warmup_epochs=1, batch_size=100)
+    clf = _fit("tmlc", sym40, max_epochs=2, warmup_epochs=1, batch_size=100, meta_every=1)
     batches = [len(row["batches"]) for row in clf.history_]
     # the virtual and actual steps see the same logits: one perception per batch
     assert len(calls) == sum(batches)
@@ -130,6 +132,37 @@ def test_actual_step_reuses_the_virtual_steps_work(sym40, monkeypatch):
     assert max(decodes[:-1]) <= 100 and decodes[-1] == len(sym40.y_noisy)
     assert np.isfinite(clf.history_[-1, "labels_changed"])
     assert "step_cache" not in clf.net_.__getstate__()
+
+
+def test_saturation_penalty_pulls_flat_decoder_logits_back():
+    corrector = TMLCCorrector()
+    z = torch.tensor([[13.0, -9.0], [0.5, 5.0]], requires_grad=True)
+    penalty = corrector.saturation(z)  # margin 6: only the first row is outside
+    assert penalty.item() == pytest.approx(((13 - 6) ** 2 + (9 - 6) ** 2) / 2)
+    penalty.backward()
+    assert z.grad[0, 0] > 1.0 and z.grad[0, 1] < -1.0  # back towards the live range
+    assert (z.grad[1] == 0).all()  # no pull inside it
+    # what the penalty makes up for: at za = 13 the capped sigmoid passes almost no gradient
+    za = torch.tensor([13.0], requires_grad=True)
+    corrector.weights_from_logits(torch.stack([za, torch.zeros(1)], 1))[0].sum().backward()
+    assert za.grad.abs().item() < 1e-4
+
+
+@pytest.mark.parametrize("penalty", [0.1, 0.0])
+def test_saturation_penalty_enters_every_meta_loss(sym40, monkeypatch, penalty):
+    calls = []
+    saturation = TMLCCorrector.saturation
+    monkeypatch.setattr(
+        TMLCCorrector, "saturation", lambda self, z: calls.append(1) or saturation(self, z)
+    )
+    clf = _fit(
+        TMLC(saturation_penalty=penalty), sym40, max_epochs=2, warmup_epochs=1, batch_size=100
+    )
+    assert clf.net_.meta_every == 2  # tmlc's default
+    param = clf.net_.meta_module_.corrector.decoder[-1].bias
+    meta_steps = int(clf.net_.meta_optimizer_.state[param]["step"])
+    assert meta_steps == -(-len(clf.history_[-1]["batches"]) // 2)
+    assert len(calls) == (meta_steps if penalty else 0)
 
 
 def test_decoder_weights_are_bounded():
