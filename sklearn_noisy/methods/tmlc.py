@@ -306,9 +306,9 @@ class TMLC(MetaMethod):
     flipped ones on some runs; the LSTM features separate the rows less than
     the prediction does.  So a transferred corrector works with the trusted
     anchor: corrector meta-trained on symmetric 40% seed 0, applied to pair
-    40% seed 1, test 0.933 (``ce`` 0.644, ``ce`` on noisy + trusted rows
-    0.707), but with ``train_on_meta=False`` only 0.672
-    (``benchmarks/tmlc_transfer.py``).
+    40% seed 1, test 0.954 (``ce`` 0.644, ``ce`` on noisy + trusted rows
+    0.707), but with ``train_on_meta=False`` only 0.561
+    (``benchmarks/tmlc_transfer.py``, current defaults).
 
     ``corrected_proba_`` is the decoder's output for every training row with
     the final model's prediction; ``transition_matrix_`` is estimated from it
