@@ -8,6 +8,7 @@ import pickle
 import numpy as np
 import pytest
 import torch
+from conftest import make_case
 from sklearn.metrics import roc_auc_score
 from torch import nn
 
@@ -60,6 +61,27 @@ def test_advisor_is_meta_trained(fitted):
     start = math.log(0.9 / 0.1)  # the last bias starts at logit(init_weight)
     assert not torch.allclose(advisor.out.bias.cpu(), torch.full_like(advisor.out.bias, start))
     assert not any(p is q for p in advisor.parameters() for q in mfrw.net_.module_.parameters())
+
+
+def test_saturation_penalty_keeps_the_advisor_per_sample():
+    """Without it the advisor freezes into one on/off feature mask for every row."""
+    case = make_case("symmetric", 0.8)
+    flat, gap, acc = {}, {}, {}
+    for penalty in (0.1, 0.0):
+        clf = _fit(MFRW(saturation_penalty=penalty), case, max_epochs=20)
+        net = clf.net_
+        with torch.no_grad():
+            f = net.module_.backbone(torch.as_tensor(case.X, dtype=torch.float32))
+            y = torch.as_tensor(case.y_noisy)
+            loss = torch.nn.functional.cross_entropy(net.module_.head(f), y, reduction="none")
+            logits = net.meta_module_.advisor.logits(f, torch.log1p(loss))
+        flat[penalty] = (logits.abs() > 6).float().mean().item()  # sigmoid slope < 0.0025
+        clean = case.y_noisy == case.y_true
+        gap[penalty] = clf.advisor_weight_[clean].mean() - clf.advisor_weight_[~clean].mean()
+        acc[penalty] = clf.score(case.X_test, case.y_test)
+    assert flat[0.1] < 0.1 < 0.5 < flat[0.0], flat
+    assert gap[0.1] > 0.1 and abs(gap[0.0]) < 0.01, gap  # flipped rows weighted down
+    assert acc[0.1] > acc[0.0] + 0.1, acc
 
 
 def test_pickle_round_trip(fitted, sym40):

@@ -50,6 +50,7 @@ __all__ = [
     "meta_gradient",
     "remember",
     "recall",
+    "saturation_excess",
 ]
 
 _REGISTRY: dict[str, type] = {}
@@ -121,6 +122,18 @@ def meta_gradient(meta_loss, params):
     training batch, which the engine's actual step reuses.
     """
     return torch.autograd.grad(meta_loss, params, allow_unused=True, retain_graph=True)
+
+
+def saturation_excess(z, margin):
+    """Per-element squared excess of the logits ``z`` over ``[-margin, margin]``.
+
+    Zero inside the range, growing outside it.  Methods whose meta parameters
+    end in a sigmoid (``tmlc``'s decoder, ``mfrw``'s advisor) add a multiple of
+    it to the meta loss: once the one-step meta-gradient has driven a logit far
+    into the sigmoid's flat end, the sigmoid passes almost no gradient back and
+    the meta parameters freeze there; this term pulls them back.
+    """
+    return (z.abs() - margin).clamp_min(0.0).pow(2)
 
 
 def remember(net, key, anchor, value):

@@ -10,7 +10,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..modules import has_backbone_head
-from ._base import MetaMethod, recall, register, remember
+from ._base import MetaMethod, recall, register, remember, saturation_excess
+
+SATURATION_MARGIN = 4.0  # advisor logits beyond it sit where the sigmoid is (nearly) flat
 
 
 class _Advisor(nn.Module):
@@ -33,9 +35,13 @@ class _Advisor(nn.Module):
             self.out.weight.mul_(0.1)
             self.out.bias.fill_(math.log(init_weight / (1.0 - init_weight)))
 
-    def forward(self, f, loss):
+    def logits(self, f, loss):
+        """The weights before the sigmoid."""
         e = torch.cat([F.relu(self.embed_f(f)), F.relu(self.embed_loss(loss[:, None]))], 1)
-        return torch.sigmoid(self.out(F.relu(self.common(e))))
+        return self.out(F.relu(self.common(e)))
+
+    def forward(self, f, loss):
+        return torch.sigmoid(self.logits(f, loss))
 
 
 class _MFRWState(nn.Module):
@@ -106,6 +112,18 @@ class MFRW(MetaMethod):
     * ``corrected_proba_`` / ``corrected_labels_`` are the trained model's
       predictions on the training rows (backbone and head, no advisor);
       ``transition_matrix_`` is estimated from them against the noisy labels.
+    * ``saturation_penalty=0.1``: the meta loss gets 0.1 times the mean
+      squared excess of the advisor's logits (before the sigmoid) of the batch
+      beyond +-4 (:func:`~sklearn_noisy.methods.saturation_excess`).  Without
+      it the meta-gradient drove the advisor into the sigmoid's flat ends and
+      it froze as a fixed on/off mask over the features, the same for every
+      sample (digits, symmetric 80%: more than 90% of the logits beyond +-6,
+      mean weights of clean and flipped rows 0.494 and 0.494), i.e. no
+      re-weighting at all.  Digits, seeds 0-4, test accuracy without -> with
+      it: symmetric 20/40/60/80% 0.964/0.948/0.926/0.670 ->
+      0.969/0.959/0.941/0.882, pair 20/40% 0.964/0.951 -> 0.961/0.950,
+      instance 40% 0.876 -> 0.888.  A margin of 6 did a little worse on five
+      of the seven cases.
 
     Fitted attribute added to the classifier: ``advisor_weight_``, shape
     ``(n_samples,)``, the mean advisor weight of each training row during the
@@ -121,6 +139,9 @@ class MFRW(MetaMethod):
     warmup_fraction : float, default=0.1
         Share of ``max_epochs`` trained without advisor before meta steps start,
         when the classifier's ``warmup_epochs`` is ``None``.
+    saturation_penalty : float, default=0.1
+        Weight of the penalty on advisor logits outside the sigmoid's live
+        range, added to the meta loss (see above); 0 turns it off.
 
     Examples
     --------
@@ -137,10 +158,13 @@ class MFRW(MetaMethod):
     train_on_meta = True  # see MetaMethod.train_on_meta
     uses_meta_step = True
 
-    def __init__(self, embed_size=100, init_weight=0.9, warmup_fraction=0.1):
+    def __init__(
+        self, embed_size=100, init_weight=0.9, warmup_fraction=0.1, saturation_penalty=0.1
+    ):
         self.embed_size = embed_size
         self.init_weight = init_weight
         self.warmup_fraction = warmup_fraction
+        self.saturation_penalty = saturation_penalty
 
     def default_warmup(self, max_epochs):
         return int(round(self.warmup_fraction * max_epochs))
@@ -178,11 +202,22 @@ class MFRW(MetaMethod):
             remember(net, "pre_loss", f, pre_loss)
         # the actual step uses the advisor's weights as constants: no graph for them
         with torch.set_grad_enabled(virtual and torch.is_grad_enabled()):
-            weight = state.advisor(f.detach(), torch.log1p(pre_loss))
+            advisor_logits = state.advisor.logits(f.detach(), torch.log1p(pre_loss))
+            weight = torch.sigmoid(advisor_logits)
+        if virtual:  # for the saturation penalty of the meta loss
+            remember(net, "advisor_logits", None, advisor_logits)
         if not virtual:
             state.mean_weight[idx] = weight.mean(1)
         logits = forward.head(f * weight)
         return F.cross_entropy(logits, y, reduction="none"), logits
+
+    def meta_loss(self, net, logits, y):
+        loss = F.cross_entropy(logits, y)
+        advisor_logits = recall(net, "advisor_logits", None)
+        if advisor_logits is not None and self.saturation_penalty:
+            excess = saturation_excess(advisor_logits, SATURATION_MARGIN)
+            loss = loss + float(self.saturation_penalty) * excess.mean()
+        return loss
 
     def fitted_attributes(self, net, rows):
         table = net.meta_module_.mean_weight.detach().cpu().double().numpy()

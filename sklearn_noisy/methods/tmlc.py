@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._base import MetaMethod, recall, register, remember
+from ._base import MetaMethod, recall, register, remember, saturation_excess
 
 __all__ = ["TMLC", "TMLCCorrector", "noise_perception"]
 
@@ -161,7 +161,7 @@ class TMLCCorrector(nn.Module):
         prediction ever harder.
         """
         margin = SATURATION_MARGIN if margin is None else margin
-        return (z.abs() - margin).clamp_min(0.0).pow(2).sum(1).mean()
+        return saturation_excess(z, margin).sum(1).mean()
 
     def decode(self, h, proba, y):
         """Corrected distribution ``(n, C)`` from hidden states, predictions, noisy labels."""
