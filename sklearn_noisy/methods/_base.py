@@ -16,7 +16,9 @@ it.  The engine (:class:`sklearn_noisy._engine.BiLevelNet`) calls these hooks:
     one.  The loss must depend on the meta parameters for the meta gradient to
     reach them.
 ``meta_loss(net, logits, y)``
-    Loss on a trusted batch at the look-ahead parameters (cross-entropy).
+    Loss on a trusted batch at the look-ahead parameters (cross-entropy, plus
+    ``meta_penalty(net)``: 0 by default, a saturation penalty for the methods
+    whose meta parameters end in a sigmoid).
 ``meta_update(net, meta_loss)``
     Turn the meta loss into a meta-parameter update (meta optimizer step).
 ``correct(net, proba, y, idx)``
@@ -213,7 +215,11 @@ class MetaMethod(BaseEstimator):
         return 1.0
 
     def meta_loss(self, net, logits, y):
-        return F.cross_entropy(logits, y)
+        return F.cross_entropy(logits, y) + self.meta_penalty(net)
+
+    def meta_penalty(self, net):
+        """Extra term of the meta loss on the meta parameters (0 by default)."""
+        return 0.0
 
     def meta_update(self, net, meta_loss):
         params = [p for p in net.meta_module_.parameters() if p.requires_grad]

@@ -206,18 +206,17 @@ class MFRW(MetaMethod):
             weight = torch.sigmoid(advisor_logits)
         if virtual:  # for the saturation penalty of the meta loss
             remember(net, "advisor_logits", None, advisor_logits)
-        if not virtual:
+        else:
             state.mean_weight[idx] = weight.mean(1)
         logits = forward.head(f * weight)
         return F.cross_entropy(logits, y, reduction="none"), logits
 
-    def meta_loss(self, net, logits, y):
-        loss = F.cross_entropy(logits, y)
+    def meta_penalty(self, net):
         advisor_logits = recall(net, "advisor_logits", None)
-        if advisor_logits is not None and self.saturation_penalty:
-            excess = saturation_excess(advisor_logits, SATURATION_MARGIN)
-            loss = loss + float(self.saturation_penalty) * excess.mean()
-        return loss
+        if advisor_logits is None or not self.saturation_penalty:
+            return 0.0
+        excess = saturation_excess(advisor_logits, SATURATION_MARGIN)
+        return float(self.saturation_penalty) * excess.mean()
 
     def fitted_attributes(self, net, rows):
         table = net.meta_module_.mean_weight.detach().cpu().double().numpy()

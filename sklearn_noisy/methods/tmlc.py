@@ -461,19 +461,17 @@ class TMLC(MetaMethod):
             target = corrector.decode_from_logits(z, proba, y)
         if virtual:  # for the saturation penalty of the meta loss
             remember(net, "decoder_logits", None, z)
-        if not virtual:
+        else:
             state.h[idx], state.c[idx] = h.detach(), c.detach()
             target = remember(net, "target", idx, target.detach())  # what correct() returns
         loss = -(target * F.log_softmax(logits, dim=1)).sum(1)
         return loss, logits
 
-    def meta_loss(self, net, logits, y):
-        loss = F.cross_entropy(logits, y)
+    def meta_penalty(self, net):
         z = recall(net, "decoder_logits", None)
-        if z is not None and self.saturation_penalty:
-            corrector = net.meta_module_.corrector
-            loss = loss + float(self.saturation_penalty) * corrector.saturation(z)
-        return loss
+        if z is None or not self.saturation_penalty:
+            return 0.0
+        return float(self.saturation_penalty) * net.meta_module_.corrector.saturation(z)
 
     def correct(self, net, proba, y, idx):
         target = recall(net, "target", idx)  # this step's actual target, if any
