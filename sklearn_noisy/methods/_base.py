@@ -32,9 +32,9 @@ it.  The engine (:class:`sklearn_noisy._engine.BiLevelNet`) calls these hooks:
 
 The actual step of a batch sees the very logits (and backbone features) the
 virtual step computed; :func:`remember` and :func:`recall` let a method keep
-what it derived from them in the virtual step (``tmlc``'s noise perception,
-``mfrw``'s pre-calculated loss) for the actual step, through ``net.step_cache``,
-which the engine empties at every step.
+what it derived from them in the virtual step (``tmlc``'s noise perception)
+for the actual step, through ``net.step_cache``, which the engine empties at
+every step.
 """
 
 from __future__ import annotations

@@ -195,11 +195,8 @@ class MFRW(MetaMethod):
             logits = forward.head(f)
             return F.cross_entropy(logits, y, reduction="none"), logits
         state = net.meta_module_
-        pre_loss = recall(net, "pre_loss", f)  # the actual step reuses the virtual f
-        if pre_loss is None:
-            with torch.no_grad():
-                pre_loss = F.cross_entropy(forward.head(f), y, reduction="none")
-            remember(net, "pre_loss", f, pre_loss)
+        with torch.no_grad():  # the actual step gets the virtual step's head output back
+            pre_loss = F.cross_entropy(forward.head(f), y, reduction="none")
         # the actual step uses the advisor's weights as constants: no graph for them
         with torch.set_grad_enabled(virtual and torch.is_grad_enabled()):
             advisor_logits = state.advisor.logits(f.detach(), torch.log1p(pre_loss))
