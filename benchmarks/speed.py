@@ -16,7 +16,9 @@ evenly) and the median time per epoch is reported with its ratio to ``ce``.
   512 embeddings with 100 classes, batch 512, reporting samples per second and
   peak GPU memory.
 * ``--meta-every default,1,2`` adds rows for the ``meta_every`` lever
-  (``default``: each method's own, the classifier's ``meta_every=None``).
+  (``default``: each method's own, the classifier's ``meta_every=None``), and
+  ``--reuse-virtual-grad default,off,on`` for the ``reuse_virtual_grad`` lever
+  (``on`` only for the methods that allow it).
 * The time per epoch is the mean of the epochs' own durations (skorch's
   ``dur``), without the fixed work of a fit (building the net, the fitted
   attributes); the whole fit over the epochs is reported beside it.
@@ -40,7 +42,7 @@ import numpy as np
 import torch
 
 from sklearn_noisy import MetaLabelCorrectionClassifier
-from sklearn_noisy.methods import available_methods
+from sklearn_noisy.methods import available_methods, get_method
 
 
 def synthetic(n_samples, n_features, n_classes, n_meta_per_class=10, noise=0.4, seed=0):
@@ -59,7 +61,7 @@ def synthetic(n_samples, n_features, n_classes, n_meta_per_class=10, noise=0.4, 
     return X[:n_samples], y_noisy, X[n_samples:], y[n_samples:]
 
 
-def _fit_once(method, data, cfg, device, meta_every):
+def _fit_once(method, data, cfg, device, meta_every, reuse=None):
     X, y, X_meta, y_meta = data
     clf = MetaLabelCorrectionClassifier(
         method=method,
@@ -67,6 +69,7 @@ def _fit_once(method, data, cfg, device, meta_every):
         batch_size=cfg["batch_size"],
         warmup_epochs=cfg.get("warmup_epochs", 0),
         meta_every=meta_every,
+        reuse_virtual_grad=reuse,
         device=device,
         random_state=0,
     )
@@ -83,11 +86,24 @@ def _fit_once(method, data, cfg, device, meta_every):
     # count each run at the cost of that one
     runs = clf.method_.training_runs
     epochs = [runs * float(d) for d in clf.history_[:, "dur"]]
-    return elapsed, peak, epochs, clf.net_.meta_every
+    return elapsed, peak, epochs, (clf.net_.meta_every, clf.net_.reuse_virtual_grad)
 
 
-def time_case(name, cfg, methods, device, meta_every_values, repeats, progress):
-    """Median time per epoch of each (method, meta_every) on one configuration.
+def _lever_settings(method, meta_every_values, reuse_values):
+    """The (meta_every, reuse_virtual_grad) pairs that apply to ``method``."""
+    if method == "ce":
+        return [(1, None)]
+    m = get_method(method)
+    if not m.uses_meta_step:
+        return [(1, None)]
+    reuse = [r for r in reuse_values if not r or m.can_reuse_virtual_grad()]
+    return [(k, r) for k in meta_every_values for r in reuse]
+
+
+def time_case(
+    name, cfg, methods, device, meta_every_values, repeats, progress, reuse_values=(None,)
+):
+    """Median time per epoch of each (method, meta_every, reuse) on one configuration.
 
     ``epoch_time_s`` is the mean of the epochs' own durations (skorch's ``dur``):
     the training cost per epoch, free of the fixed per-fit work (building the
@@ -95,12 +111,12 @@ def time_case(name, cfg, methods, device, meta_every_values, repeats, progress):
     ratios of short runs.  ``fit_time_per_epoch_s`` is the whole ``fit`` over
     the number of epochs.  A method that trains the network more than once
     (``glc``: ``training_runs == 2``) counts each run at the cost of the last
-    one, the run its ``history_`` records.  ``meta_every`` ``None`` is each
-    method's default.
+    one, the run its ``history_`` records.  ``meta_every`` and ``reuse``
+    ``None`` are each method's defaults.
     """
     data = synthetic(cfg["n_samples"], cfg["n_features"], cfg["n_classes"])
-    entries = [("ce", 1)] + [
-        (m, k) for m in methods if m != "ce" for k in (meta_every_values if m != "glc" else [1])
+    entries = [("ce", 1, None)] + [
+        (m, k, r) for m in methods for k, r in _lever_settings(m, meta_every_values, reuse_values)
     ]
     entries = list(dict.fromkeys(entries))
     _fit_once("ce", tuple(a[:512] for a in data[:2]) + data[2:], {**cfg, "epochs": 1}, device, 1)
@@ -110,31 +126,34 @@ def time_case(name, cfg, methods, device, meta_every_values, repeats, progress):
     resolved = {}
     for r in range(repeats):
         for entry in entries:
-            elapsed, peak, epochs, every = _fit_once(entry[0], data, cfg, device, entry[1])
+            elapsed, peak, epochs, levers = _fit_once(entry[0], data, cfg, device, *entry[1:])
             times[entry].append(statistics.fmean(epochs))
             fit_times[entry].append(elapsed / cfg["epochs"])
             peaks[entry] = max(peaks[entry], peak or 0)
-            resolved[entry] = every
-            progress(f"{name} run {r + 1}/{repeats} {entry[0]} meta_every={every}: "
-                     f"{times[entry][-1]:.3f} s/epoch")  # fmt: skip
-    base = statistics.median(times[("ce", 1)])
+            resolved[entry] = levers
+            progress(f"{name} run {r + 1}/{repeats} {entry[0]} meta_every={levers[0]} "
+                     f"reuse={levers[1]}: {times[entry][-1]:.3f} s/epoch")  # fmt: skip
+    base = statistics.median(times[("ce", 1, None)])
     rows = []
-    for method, k in entries:
-        per_epoch = statistics.median(times[(method, k)])
+    for entry in entries:
+        method, k, reuse = entry
+        per_epoch = statistics.median(times[entry])
         row = {
             "case": name,
             "device": device,
             "method": method,
-            "meta_every": resolved[(method, k)],
+            "meta_every": resolved[entry][0],
             "meta_every_default": k is None,
+            "reuse_virtual_grad": resolved[entry][1],
+            "reuse_virtual_grad_default": reuse is None,
             "epoch_time_s": per_epoch,
-            "epoch_times_s": times[(method, k)],
+            "epoch_times_s": times[entry],
             "ratio_vs_ce": per_epoch / base,
-            "fit_time_per_epoch_s": statistics.median(fit_times[(method, k)]),
+            "fit_time_per_epoch_s": statistics.median(fit_times[entry]),
             "samples_per_s": cfg["n_samples"] / per_epoch,
         }
         if device.startswith("cuda"):
-            row["peak_gpu_memory_mb"] = peaks[(method, k)] / 2**20
+            row["peak_gpu_memory_mb"] = peaks[entry] / 2**20
         rows.append(row)
     return rows
 
@@ -260,14 +279,21 @@ def format_table(report) -> str:
             f"classes, batch {cfg['batch_size']}, {cfg['epochs']} epochs, "
             f"{_warmup_words(cfg)}, median of {report['repeats']} ({rows[0]['device']})",
             "",
-            "| method | meta_every | s / epoch | time / ce | fit s / epoch | samples / s"
-            + (" | peak GPU MB |" if gpu else " |"),
-            "|---|---|---|---|---|---" + ("|---|" if gpu else "|"),
+            "| method | meta_every | reuse grad | s / epoch | time / ce | fit s / epoch "
+            "| samples / s" + (" | peak GPU MB |" if gpu else " |"),
+            "|---|---|---|---|---|---|---" + ("|---|" if gpu else "|"),
         ]
         for r in rows:
             every = f"{r['meta_every']}" + (" (default)" if r.get("meta_every_default") else "")
+            reuse = r.get("reuse_virtual_grad")
+            reuse = (
+                "-"
+                if r["method"] == "ce"
+                else ("on" if reuse else "off")
+                + (" (default)" if r.get("reuse_virtual_grad_default") else "")
+            )
             line = (
-                f"| {r['method']} | {every} | {r['epoch_time_s']:.3f} | "
+                f"| {r['method']} | {every} | {reuse} | {r['epoch_time_s']:.3f} | "
                 f"{r['ratio_vs_ce']:.2f} | {r['fit_time_per_epoch_s']:.3f} | "
                 f"{r['samples_per_s']:,.0f} |"
             )
@@ -308,6 +334,11 @@ def main(argv=None):
         default="default",
         help="comma-separated values, e.g. default,1,2 ('default': each method's own)",
     )
+    parser.add_argument(
+        "--reuse-virtual-grad",
+        default="default",
+        help="comma-separated values of default,off,on ('default': each method's own)",
+    )
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
     parser.add_argument(
         "--warmup",
@@ -328,6 +359,8 @@ def main(argv=None):
     if "ce" not in methods:
         methods = ["ce", *methods]
     meta_every = [None if k == "default" else int(k) for k in args.meta_every.split(",")]
+    choices = {"default": None, "off": False, "on": True}
+    reuse = [choices[v] for v in args.reuse_virtual_grad.split(",")]
     mlp = {
         "n_samples": args.n_samples,
         "n_features": 784,
@@ -359,7 +392,7 @@ def main(argv=None):
     where = machine()  # before the fits: the commit the code was loaded from
     timings = []
     for name, (cfg, device) in cases.items():
-        timings += time_case(name, cfg, methods, device, meta_every, repeats, progress)
+        timings += time_case(name, cfg, methods, device, meta_every, repeats, progress, reuse)
     memory = (
         [] if args.no_memory else table_memory(methods, probe_rows=500 if args.quick else 2000)
     )

@@ -22,6 +22,10 @@
    it at the same (live) parameters, so its output and graph are reused (the
    meta gradient keeps that graph alive), which saves one forward pass per meta
    step at identical results.  Dropout therefore uses one mask for both steps.
+   With ``reuse_virtual_grad`` the backward pass is not run again either: the
+   real optimizer takes the virtual step's gradient, i.e. the gradient at the
+   meta parameters before this step's meta update (one step old), and the
+   loss is evaluated without a graph only for the method's per-sample tables.
 
 During the first ``warmup_epochs`` epochs only the actual step runs.
 
@@ -240,6 +244,9 @@ class BiLevelNet(NeuralNet):
         Which parameters the virtual step moves: all of them, or the head's
         only (the backbone stays put, so the look-ahead and its second-order
         terms cost a fraction; needs a module with a backbone/head split).
+    reuse_virtual_grad : bool
+        Let the actual step of a meta step take the virtual step's gradient
+        instead of running a backward pass (with a full look-ahead only).
     """
 
     def __init__(
@@ -253,6 +260,7 @@ class BiLevelNet(NeuralNet):
         meta_optimizer=torch.optim.Adam,
         meta_every=1,
         lookahead="full",
+        reuse_virtual_grad=False,
         **kwargs,
     ):
         super().__init__(module, *args, **kwargs)
@@ -263,6 +271,7 @@ class BiLevelNet(NeuralNet):
         self.meta_optimizer = meta_optimizer
         self.meta_every = meta_every
         self.lookahead = lookahead
+        self.reuse_virtual_grad = reuse_virtual_grad
 
     # ------------------------------------------------------------------ setup
     def initialize_module(self):
@@ -357,7 +366,12 @@ class BiLevelNet(NeuralNet):
         return per_sample.mean(), logits
 
     def _meta_step(self, X, y, idx, trusted, meta_batches):
-        """Virtual and meta steps; returns the recorded forward pass of the batch."""
+        """Virtual and meta steps.
+
+        Returns the recorded forward pass of the batch and, with
+        ``reuse_virtual_grad``, the virtual step's gradient as ``(param, grad)``
+        pairs (else ``None``).
+        """
         module = self.module_
         params = dict(module.named_parameters())
         buffers = {k: b.clone() for k, b in module.named_buffers()}
@@ -382,6 +396,11 @@ class BiLevelNet(NeuralNet):
                 lookahead[k] = torch.addcmul(params[k], g, scale, value=-1.0)
             else:
                 lookahead[k] = params[k] - scale * g
+        # the gradient for the actual step (see reuse_virtual_grad); the look-ahead
+        # needs it for every parameter, so only a full look-ahead has it all
+        reused = None
+        if self.reuse_virtual_grad and not head_only:
+            reused = [(params[k], g.detach()) for k, g in zip(names, grads) if g is not None]
         Xm, ym = next(meta_batches)
         # the meta batch gets its own copies of the buffers: its statistics must not
         # reach the module when the actual step reuses the recorded pass
@@ -401,7 +420,7 @@ class BiLevelNet(NeuralNet):
         if self.verbose:  # the progress bar shows the running meta loss
             self.history.record_batch("meta_loss", meta_loss.item())
         self._accumulate("meta_acc", acc, len(ym))
-        return recorded
+        return recorded, reused
 
     def train_step(self, batch, meta_batches=None, **fit_params):
         # values a method computes in the virtual step and reuses in the actual
@@ -423,14 +442,23 @@ class BiLevelNet(NeuralNet):
         meta_step = (
             self.meta_active_ and meta_batches is not None and batch_number % self.meta_every == 0
         )
-        recorded = self._meta_step(Xb, y, idx, trusted, meta_batches) if meta_step else None
+        recorded, reused = (
+            self._meta_step(Xb, y, idx, trusted, meta_batches) if meta_step else (None, None)
+        )
 
         self.optimizer_.zero_grad(set_to_none=True)
         # the actual step reuses the virtual step's forward pass of this batch (same
         # parameters, so the same output and graph): one forward pass saved per step
         forward = Forward(self.module_, reuse=recorded)
-        loss, logits = self._batch_loss(forward, Xb, y, idx, trusted, virtual=False)
-        loss.backward()
+        # with a reused gradient the loss is still evaluated, without a graph: for
+        # the method's per-sample tables and the logged loss
+        with torch.set_grad_enabled(reused is None):
+            loss, logits = self._batch_loss(forward, Xb, y, idx, trusted, virtual=False)
+        if reused is None:
+            loss.backward()
+        else:
+            for param, grad in reused:
+                param.grad = grad
         self.notify(
             "on_grad_computed",
             named_parameters=list(self.get_all_learnable_params()),

@@ -108,6 +108,18 @@ def test_speed_can_time_the_default_warm_up(tmp_path_factory):
     assert {r["method"] for r in report["timings"]} == {"ce", "mlc"}
 
 
+def test_speed_times_the_reuse_virtual_grad_lever(tmp_path_factory):
+    """``--reuse-virtual-grad off,on`` gives a row per setting where the method allows it."""
+    report, table = _run(
+        "speed", tmp_path_factory, "--methods", "mlc,mslg", "--reuse-virtual-grad", "off,on",
+        "--no-memory",
+    )  # fmt: skip
+    rows = {(r["method"], r["reuse_virtual_grad"]) for r in report["timings"]}
+    # mslg's entropy term keeps it off the lever (its "on" would be refused)
+    assert rows == {("ce", False), ("mlc", False), ("mlc", True), ("mslg", False)}
+    assert "| reuse grad |" in table and "| mlc | 1 (default) | on |" in table
+
+
 def test_speed_reports_table_memory(speed):
     report, table = speed
     memory = {m["method"]: m for m in report["memory"]}

@@ -230,6 +230,75 @@ def test_head_only_lookahead_needs_backbone_and_head(pair40):
         clf.fit(pair40.X, pair40.y_noisy, X_meta=pair40.X_meta, y_meta=pair40.y_meta)
 
 
+def _count_backward(monkeypatch):
+    calls = []
+    original = torch.Tensor.backward
+
+    def counting(self, *args, **kwargs):
+        calls.append(1)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.Tensor, "backward", counting)
+    return calls
+
+
+@pytest.mark.parametrize("reuse", [False, True])
+def test_reused_virtual_grad_saves_the_actual_backward_pass(pair40, monkeypatch, reuse):
+    calls = _count_backward(monkeypatch)
+    clf = _fit(pair40, "mlc", max_epochs=2, warmup_epochs=1, reuse_virtual_grad=reuse)
+    assert clf.net_.reuse_virtual_grad is reuse
+    per_epoch = [len(row["batches"]) for row in clf.history_]
+    # the warm-up epoch always backpropagates; the meta epoch only without reuse
+    assert len(calls) == per_epoch[0] + (0 if reuse else per_epoch[1])
+
+
+def test_reused_virtual_grad_is_the_actual_gradient_up_to_the_meta_update(pair40):
+    """With a (nearly) frozen T the two paths train the same network."""
+    kw = dict(max_epochs=3, warmup_epochs=0, meta_lr=1e-12)
+    a = _fit(pair40, "mlc", reuse_virtual_grad=False, **kw)
+    b = _fit(pair40, "mlc", reuse_virtual_grad=True, **kw)
+    np.testing.assert_allclose(
+        a.predict_proba(pair40.X_test), b.predict_proba(pair40.X_test), atol=1e-4
+    )
+    # with T learning, the one-step-old T makes a (small) difference
+    c = _fit(pair40, "mlc", reuse_virtual_grad=True, max_epochs=3, warmup_epochs=0)
+    assert np.abs(c.predict_proba(pair40.X_test) - b.predict_proba(pair40.X_test)).max() > 1e-3
+
+
+@pytest.mark.parametrize(
+    "method, expected",
+    [("mlc", True), ("mslc", True), ("tmlc", True), ("mfrw", False), ("mslg", False)],
+)
+def test_reuse_virtual_grad_defaults(pair40, method, expected):
+    clf = _fit(pair40, method, max_epochs=1, warmup_epochs=0)
+    assert clf.net_.reuse_virtual_grad is expected
+    head = _fit(pair40, method, max_epochs=1, warmup_epochs=0, lookahead="head")
+    assert head.net_.reuse_virtual_grad is False  # a head-only look-ahead has no backbone grad
+
+
+@pytest.mark.parametrize(
+    "method, kw, match",
+    [
+        ("mlc", {"lookahead": "head"}, "needs lookahead='full'"),
+        ("mslg", {}, "actual step's loss has terms"),
+        (MLC(), {"lookahead": "head"}, "reuse_virtual_grad=True needs"),
+    ],
+)
+def test_reuse_virtual_grad_refused_where_it_cannot_apply(pair40, method, kw, match):
+    clf = MetaLabelCorrectionClassifier(method=method, reuse_virtual_grad=True, max_epochs=1, **kw)
+    with pytest.raises(ValueError, match=match):
+        clf.fit(pair40.X, pair40.y_noisy, X_meta=pair40.X_meta, y_meta=pair40.y_meta)
+
+
+def test_mslg_without_entropy_term_can_reuse_the_virtual_grad(pair40):
+    from sklearn_noisy.methods import MSLG
+
+    clf = _fit(
+        pair40, MSLG(entropy_weight=0.0), max_epochs=1, warmup_epochs=0, reuse_virtual_grad=True
+    )
+    assert clf.net_.reuse_virtual_grad is True
+
+
 def test_verbose_shows_progress_with_meta_loss_and_quiet_by_default(pair40, capsys, monkeypatch):
     import functools
 

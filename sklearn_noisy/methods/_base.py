@@ -199,6 +199,7 @@ class MetaMethod(BaseEstimator):
     # --- defaults the classifier asks for
     default_meta_lr = 1e-2
     default_meta_every = 1
+    default_reuse_virtual_grad = False
 
     def default_warmup(self, max_epochs: int) -> int:
         return 0
@@ -210,6 +211,15 @@ class MetaMethod(BaseEstimator):
     def train_loss(self, net, forward, X, y, idx, *, virtual):
         logits = forward(X)
         return F.cross_entropy(logits, y, reduction="none"), logits
+
+    def can_reuse_virtual_grad(self) -> bool:
+        """Whether the actual step may take the virtual step's gradient.
+
+        True when the virtual step's training loss is the actual step's loss up
+        to the meta update (the classifier's ``reuse_virtual_grad``); a method
+        whose actual loss adds terms returns False for that configuration.
+        """
+        return True
 
     def trusted_weight(self, net) -> float:
         return 1.0

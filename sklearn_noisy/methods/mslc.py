@@ -106,6 +106,13 @@ class MSLC(MetaMethod):
       the meta step's extra cost halves (about 2.0x ``ce`` per epoch instead
       of 2.9x on the CPU speed case, steady state).  Pass ``meta_every=1`` for the paper's
       schedule.
+    * **The actual step takes the virtual step's gradient** (the classifier's
+      ``reuse_virtual_grad=None`` resolves to ``True`` with ``target="soft"``):
+      the classifier trains on the soft labels made with ``alpha``/``beta``
+      as they were before the step's meta update, saving one backward pass;
+      the stored soft labels still use the updated networks.  Digits, 7 noise
+      cases, seeds 0-4: test accuracy +0.000 on average, -0.001 at worst.
+      Pass ``reuse_virtual_grad=False`` for the paper's order.
 
     Parameters
     ----------
@@ -139,6 +146,7 @@ class MSLC(MetaMethod):
     train_on_meta = True  # see MetaMethod.train_on_meta
     uses_meta_step = True
     default_meta_every = 2  # see "Meta step on every second batch" above
+    default_reuse_virtual_grad = True  # see the classifier's reuse_virtual_grad
 
     def __init__(self, hidden_size=100, warmup_fraction=0.2, init_epochs=5, target="soft"):
         self.hidden_size = hidden_size
@@ -148,6 +156,9 @@ class MSLC(MetaMethod):
 
     def default_warmup(self, max_epochs):
         return int(round(self.warmup_fraction * max_epochs))
+
+    def can_reuse_virtual_grad(self):
+        return self.target == "soft"  # the hard target is the actual step's only
 
     def build(self, net, info):
         if self.target not in ("soft", "hard"):

@@ -133,6 +133,9 @@ class MSLG(MetaMethod):
     def default_warmup(self, max_epochs):
         return int(round(self.warmup_fraction * max_epochs))
 
+    def can_reuse_virtual_grad(self):
+        return not self.entropy_weight  # the entropy term is the actual step's only
+
     def build(self, net, info):
         if not self.label_lr > 0:
             raise ValueError(f"label_lr must be positive; got {self.label_lr!r}.")

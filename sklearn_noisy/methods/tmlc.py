@@ -299,6 +299,14 @@ class TMLC(MetaMethod):
       halves (see ``benchmarks/README.md``).  Without the penalty
       ``meta_every=2`` froze the corrector more often (symmetric 80%: 0.58 on
       seed 1).  Pass ``meta_every=1`` for the paper's schedule.
+    * **The actual step takes the virtual step's gradient** (the classifier's
+      ``reuse_virtual_grad=None`` resolves to ``True``): the classifier trains
+      on the targets of the corrector as it was before the step's meta update,
+      saving one backward pass; the LSTM state and the logged correction still
+      come from the updated corrector.  Digits, 7 noise cases, seeds 0-4 (0-9
+      for symmetric 60% and instance 40%): test accuracy -0.001 on average,
+      -0.003 at worst (symmetric 60%: 0.941 against 0.944).  Pass
+      ``reuse_virtual_grad=False`` for the paper's order.
 
     On these cases the fitted corrector mostly ends near ``a = 0``: the
     correction it learns is "train on the sharpened prediction, not on the
@@ -366,6 +374,7 @@ class TMLC(MetaMethod):
     name = "tmlc"
     train_on_meta = True
     default_meta_every = 2  # see "Meta step on every second batch" above
+    default_reuse_virtual_grad = True  # see the classifier's reuse_virtual_grad
 
     def __init__(
         self,
