@@ -288,7 +288,7 @@ def format_table(report) -> str:
             reuse = r.get("reuse_virtual_grad")
             reuse = (
                 "-"
-                if r["method"] == "ce"
+                if not get_method(r["method"]).uses_meta_step
                 else ("on" if reuse else "off")
                 + (" (default)" if r.get("reuse_virtual_grad_default") else "")
             )
