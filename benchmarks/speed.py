@@ -91,8 +91,6 @@ def _fit_once(method, data, cfg, device, meta_every, reuse=None):
 
 def _lever_settings(method, meta_every_values, reuse_values):
     """The (meta_every, reuse_virtual_grad) pairs that apply to ``method``."""
-    if method == "ce":
-        return [(1, None)]
     m = get_method(method)
     if not m.uses_meta_step:
         return [(1, None)]

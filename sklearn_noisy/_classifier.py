@@ -149,8 +149,8 @@ class MetaLabelCorrectionClassifier(ClassifierMixin, BaseEstimator):
     reuse_virtual_grad : bool, default=None
         Whether the actual step takes the gradient that the virtual step
         already computed instead of a second backward pass through the network
-        (a speed lever: one backward pass saved per meta step, about 12% of a
-        meta epoch of the default MLP).  The actual step then trains the
+        (a speed lever: one backward pass saved per meta step, 10-17% of a
+        meta epoch of the default MLP on CPU).  The actual step then trains the
         classifier with the meta parameters as they were *before* this step's
         meta update (the papers use them after it); the per-sample tables and
         the logged loss still use the updated ones.  Needs ``lookahead="full"``
