@@ -14,7 +14,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
 
 from sklearn_noisy.methods import available_methods
 
@@ -138,3 +140,31 @@ def test_accuracy_peers_without_optional_packages():
     spec.loader.exec_module(mod)
     assert "forward_T_oracle" not in available_methods()
     assert mod.ForwardOracle(T=[[1.0]]).get_params()["T"] == [[1.0]]
+
+
+def test_early_stopped_peer_keeps_its_best_epoch(sym40):
+    """``ce_early_stop`` restores the epoch most accurate on its held-out split."""
+    spec = importlib.util.spec_from_file_location("bench_accuracy", BENCH / "accuracy.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    X, y = sym40.X, sym40.y_noisy
+    val = slice(0, 150)
+    scores = []
+
+    class Recording(mod.EarlyStoppedMLP):
+        def _train(self, X, y, epochs, lr, sample_weight, on_epoch=None):
+            def record():
+                on_epoch()
+                with torch.no_grad():
+                    pred = self.module_(torch.as_tensor(sym40.X[val], dtype=torch.float32))
+                scores.append(float((pred.argmax(1).numpy() == y_val).mean()))
+
+            return super()._train(X, y, epochs, lr, sample_weight, on_epoch=record)
+
+    y_val = y[val]
+    clf = Recording(max_epochs=15, random_state=0).fit(X[150:], y[150:], X[val], y_val)
+    assert len(scores) == 15
+    assert max(scores) > scores[-1]  # the case overfits: the last epoch is not the best
+    assert clf.best_epoch_ == int(np.argmax(scores)) + 1
+    # the restored weights are the best epoch's, not the last one's
+    assert (clf.predict(X[val]) == y_val).mean() == pytest.approx(max(scores))
