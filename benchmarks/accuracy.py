@@ -122,11 +122,15 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
     def fit(self, X, y, sample_weight=None):
         X = np.asarray(X, dtype=np.float32)
         self.classes_, y_enc = np.unique(y, return_inverse=True)
+        self._fit_new(X, y_enc, sample_weight)
+        return self
+
+    def _fit_new(self, X, y_enc, sample_weight, on_epoch=None):
+        """A fresh network (seeded by ``random_state``) trained for ``max_epochs``."""
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(int(self.random_state))
             self.module_ = MLP(X.shape[1], len(self.classes_), tuple(self.hidden_layer_sizes))
-            self._train(X, y_enc, self.max_epochs, self.lr, sample_weight)
-        return self
+            self._train(X, y_enc, self.max_epochs, self.lr, sample_weight, on_epoch)
 
     def fine_tune(self, X, y, epochs, lr):
         """Continue training on ``(X, y)`` (labels from ``classes_``)."""
@@ -192,10 +196,7 @@ class EarlyStoppedMLP(MLPClassifier):
                 state = copy.deepcopy(self.module_.state_dict())
                 best.update(acc=acc, state=state, epoch=best["seen"])
 
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(int(self.random_state))
-            self.module_ = MLP(X.shape[1], len(self.classes_), tuple(self.hidden_layer_sizes))
-            self._train(X, y_enc, self.max_epochs, self.lr, None, on_epoch=score)
+        self._fit_new(X, y_enc, None, on_epoch=score)
         self.module_.load_state_dict(best["state"])
         self.best_epoch_ = best["epoch"]
         return self
