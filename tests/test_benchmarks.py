@@ -133,20 +133,24 @@ def test_speed_reports_table_memory(speed):
     assert "1M samples x 100 classes" in table
 
 
-def test_accuracy_peers_without_optional_packages():
-    """The oracle forward peer is a GLC whose T is given, and is not registered."""
+def _accuracy_module():
+    """``benchmarks/accuracy.py`` imported as a module (it is a script, not a package)."""
     spec = importlib.util.spec_from_file_location("bench_accuracy", BENCH / "accuracy.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
+    return mod
+
+
+def test_accuracy_peers_without_optional_packages():
+    """The oracle forward peer is a GLC whose T is given, and is not registered."""
+    mod = _accuracy_module()
     assert "forward_T_oracle" not in available_methods()
     assert mod.ForwardOracle(T=[[1.0]]).get_params()["T"] == [[1.0]]
 
 
 def test_early_stopped_peer_keeps_its_best_epoch(sym40):
     """``ce_early_stop`` restores the epoch most accurate on its held-out split."""
-    spec = importlib.util.spec_from_file_location("bench_accuracy", BENCH / "accuracy.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = _accuracy_module()
     X, y = sym40.X, sym40.y_noisy
     val = slice(0, 150)
     scores = []
