@@ -18,9 +18,17 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 from skorch.callbacks import ProgressBar
+from skorch.dataset import Dataset
+from skorch.helper import predefined_split
 from torch import nn
 
-from ._engine import BiLevelNet, MetaBatches, TrainInfo, encode_targets
+from ._engine import (
+    BiLevelNet,
+    HeldOutEarlyStopping,
+    MetaBatches,
+    TrainInfo,
+    encode_targets,
+)
 from .methods import MetaMethod, available_methods, get_method
 from .modules import MLP
 
@@ -164,6 +172,28 @@ class MetaLabelCorrectionClassifier(ClassifierMixin, BaseEstimator):
     warmup_epochs : int, default=None
         Epochs of plain training before the meta steps start; ``None`` lets the
         method choose (see each method's documentation).
+    early_stopping : bool, default=False
+        Hold out ``validation_fraction`` of the noisy rows (stratified by their
+        given label) and keep the epoch whose model agrees best with their
+        *given* labels; stop after ``n_iter_no_change`` epochs without a better
+        one and restore the best epoch's network weights (skorch's
+        ``EarlyStopping``).  No clean data is used: when the noise leaves each
+        true class's given label the most common one (any symmetric noise
+        below ``1 - 1/n_classes``, pair noise below 0.5), the most accurate model
+        against the noisy labels is the most accurate against the true ones, up
+        to sampling error.  Training on noisy labels ends by memorising them,
+        so at high noise the best epoch comes well before ``max_epochs``.
+        Warm-up epochs are not candidates: the model kept is always one the
+        method trained.  An epoch that ties the best held-out accuracy
+        replaces it.  The held-out rows are not trained on; they still get
+        ``corrected_labels_`` (see
+        :meth:`~sklearn_noisy.methods.MetaMethod.correct_held_out`).
+    validation_fraction : float, default=0.1
+        Share of the noisy rows held out with ``early_stopping`` (at least one
+        row per class that has 1/``validation_fraction`` rows or more).
+    n_iter_no_change : int, default=10
+        Epochs without a better held-out accuracy before ``early_stopping``
+        stops training.
     train_on_meta : bool or "auto", default="auto"
         Whether the trusted rows are trained on as well (with cross-entropy);
         ``"auto"`` takes the method's default: ``True`` for every method but
@@ -208,7 +238,16 @@ class MetaLabelCorrectionClassifier(ClassifierMixin, BaseEstimator):
     history_ : skorch.History
         Per epoch: ``train_loss``, ``meta_loss``, ``meta_acc``,
         ``labels_changed`` (share of noisy rows whose corrected label differs
-        from the given one), ``dur``.
+        from the given one), ``dur``; with ``early_stopping`` also
+        ``valid_loss`` and ``valid_acc`` (cross-entropy and accuracy of the
+        held-out noisy rows against their given labels).
+    best_epoch_ : int or None
+        With ``early_stopping``, the epoch (1-based) whose weights the model
+        holds; ``None`` without it.
+    best_validation_score_ : float or None
+        With ``early_stopping``, that epoch's ``valid_acc``; ``None`` without it.
+    validation_mask_ : ndarray of bool of shape (n_samples,) or None
+        With ``early_stopping``, the rows of ``X`` held out of training.
     n_iter_ : int
         Epochs completed (fewer than ``max_epochs`` after a KeyboardInterrupt,
         which ``fit`` turns into a warning, keeping the model trained so far;
@@ -259,6 +298,9 @@ class MetaLabelCorrectionClassifier(ClassifierMixin, BaseEstimator):
         "lookahead": [StrOptions({"full", "head"})],
         "reuse_virtual_grad": ["boolean", None],
         "warmup_epochs": [None, Interval(numbers.Integral, 0, None, closed="left")],
+        "early_stopping": ["boolean"],
+        "validation_fraction": [Interval(numbers.Real, 0, 1, closed="neither")],
+        "n_iter_no_change": [Interval(numbers.Integral, 1, None, closed="left")],
         "train_on_meta": ["boolean", StrOptions({"auto"})],
         "meta_fallback": [StrOptions({"raise", "noisy_subset"})],
         "device": [str],
@@ -284,6 +326,9 @@ class MetaLabelCorrectionClassifier(ClassifierMixin, BaseEstimator):
         lookahead="full",
         reuse_virtual_grad=None,
         warmup_epochs=None,
+        early_stopping=False,
+        validation_fraction=0.1,
+        n_iter_no_change=10,
         train_on_meta="auto",
         meta_fallback="raise",
         device="auto",
@@ -305,6 +350,9 @@ class MetaLabelCorrectionClassifier(ClassifierMixin, BaseEstimator):
         self.lookahead = lookahead
         self.reuse_virtual_grad = reuse_virtual_grad
         self.warmup_epochs = warmup_epochs
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.n_iter_no_change = n_iter_no_change
         self.train_on_meta = train_on_meta
         self.meta_fallback = meta_fallback
         self.device = device
@@ -507,22 +555,34 @@ class MetaLabelCorrectionClassifier(ClassifierMixin, BaseEstimator):
         y_t_enc = self._encode_trusted(y_t, n_classes)
 
         self.method_ = get_method(self.method)
+        seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
+        held = self._held_out_rows(y_n_enc, n_classes, seed)
+        fit_rows = np.setdiff1d(np.arange(len(y_n_enc)), held)
+        X_fit, y_fit = X_n[fit_rows], y_n_enc[fit_rows]
         train_on_meta = (
             self.method_.train_on_meta if self.train_on_meta == "auto" else self.train_on_meta
         )
         train_on_meta = train_on_meta or self.method_.requires_trusted_rows
         if train_on_meta:
-            X_train = np.concatenate([X_n, X_t]).astype(np.float32)
-            y_train = np.concatenate([y_n_enc, y_t_enc])
-            trusted = np.r_[np.zeros(len(y_n_enc), bool), np.ones(len(y_t_enc), bool)]
+            X_train = np.concatenate([X_fit, X_t]).astype(np.float32)
+            y_train = np.concatenate([y_fit, y_t_enc])
+            trusted = np.r_[np.zeros(len(y_fit), bool), np.ones(len(y_t_enc), bool)]
         else:
-            X_train = X_n.astype(np.float32)
-            y_train = y_n_enc
-            trusted = np.zeros(len(y_n_enc), bool)
+            X_train = X_fit.astype(np.float32)
+            y_train = y_fit
+            trusted = np.zeros(len(y_fit), bool)
 
         reuse_virtual_grad = self._resolve_reuse_virtual_grad()
         device = _resolve_device(self.device)
-        seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
+        valid = None
+        if held is not None:
+            # skorch's validation loop scores the held-out rows each epoch
+            valid = predefined_split(
+                Dataset(
+                    X_n[held].astype(np.float32),
+                    encode_targets(y_n_enc[held], np.zeros(len(held), bool)),
+                )
+            )
         warmup = (
             self.method_.default_warmup(self.max_epochs)
             if self.warmup_epochs is None
@@ -546,13 +606,17 @@ class MetaLabelCorrectionClassifier(ClassifierMixin, BaseEstimator):
                 max_epochs=self.max_epochs,
                 batch_size=self.batch_size,
                 iterator_train__shuffle=True,
-                train_split=None,
+                iterator_valid__batch_size=max(self.batch_size, 1024),
+                train_split=valid,
                 device=device,
                 verbose=self.verbose,
                 callbacks=(
-                    [_ProgressBar(postfix_keys=["train_loss", "meta_loss"])]
-                    if self.verbose
-                    else None
+                    ([HeldOutEarlyStopping(self.n_iter_no_change)] if valid else [])
+                    + (
+                        [_ProgressBar(postfix_keys=["train_loss", "meta_loss"])]
+                        if self.verbose
+                        else []
+                    )
                 ),
                 method=method,
                 train_info=copy.copy(info),
@@ -592,38 +656,96 @@ class MetaLabelCorrectionClassifier(ClassifierMixin, BaseEstimator):
         self.net_ = net
         self.history_ = net.history
         self.n_iter_ = sum("train_loss" in row for row in net.history)
-        self._set_corrections(net, X_n, y_n_enc, y_t_enc, noisy_rows, len(y))
+        self._set_early_stopping_attributes(net, held, noisy_rows, len(y))
+        self._set_corrections(net, X_n, y_n_enc, y_t_enc, noisy_rows, len(y), fit_rows, held)
 
-    def _set_corrections(self, net, X_n, y_n_enc, y_t_enc, noisy_rows, n_rows):
+    def _held_out_rows(self, y_n_enc, n_classes, seed):
+        """Noisy rows (indices into them) held out for early stopping, or None.
+
+        Stratified by the given label: ``floor(validation_fraction * count)`` rows
+        of each class, so every class keeps at least one training row.
+        """
+        if not self.early_stopping:
+            return None
+        rng = np.random.RandomState(seed)
+        held = []
+        for c in range(n_classes):
+            members = np.flatnonzero(y_n_enc == c)
+            k = int(np.floor(self.validation_fraction * len(members)))
+            held.append(rng.choice(members, size=k, replace=False))
+        held = np.sort(np.concatenate(held))
+        if not len(held):
+            raise ValueError(
+                f"early_stopping: validation_fraction={self.validation_fraction} of "
+                f"{len(y_n_enc)} noisy rows holds out no row (no class has "
+                f"{int(np.ceil(1 / self.validation_fraction))} rows or more); raise "
+                "validation_fraction or set early_stopping=False."
+            )
+        return held
+
+    def _set_early_stopping_attributes(self, net, held, noisy_rows, n_rows):
+        self.best_epoch_ = self.best_validation_score_ = self.validation_mask_ = None
+        if held is None:
+            return
+        stopper = next(cb for _, cb in net.callbacks_ if isinstance(cb, HeldOutEarlyStopping))
+        if stopper.best_model_weights_ is not None:
+            self.best_epoch_ = int(stopper.best_epoch_)
+            self.best_validation_score_ = float(net.history[self.best_epoch_ - 1, "valid_acc"])
+        self.validation_mask_ = np.zeros(n_rows, bool)
+        self.validation_mask_[held if noisy_rows is None else noisy_rows[held]] = True
+
+    def _set_corrections(self, net, X_n, y_n_enc, y_t_enc, noisy_rows, n_rows, fit_rows, held):
         n_classes = len(self.classes_)
         logits = net.predict_logits(X_n.astype(np.float32))
-        rows = np.arange(len(y_n_enc))
+        rows = np.arange(len(fit_rows))  # the fitted noisy rows' places in the tables
         with torch.no_grad():
             proba = logits.softmax(1).to(net.device)
             y_dev = torch.as_tensor(y_n_enc, device=net.device)
+            fit_dev = torch.as_tensor(fit_rows, device=net.device)
             idx = torch.as_tensor(rows, device=net.device)
-            q = self.method_.correct(net, proba, y_dev, idx).double().cpu().numpy()
-        q = q / q.sum(1, keepdims=True)
+            q_fit = self.method_.correct(net, proba[fit_dev], y_dev[fit_dev], idx)
+            q_fit = q_fit.double().cpu().numpy()
+        q_fit = q_fit / q_fit.sum(1, keepdims=True)
         self.transition_matrix_ = np.asarray(
-            self.method_.transition_matrix(net, q, y_n_enc), dtype=np.float64
+            self.method_.transition_matrix(net, q_fit, y_n_enc[fit_rows]), dtype=np.float64
         )
+        q = np.zeros((len(y_n_enc), n_classes))
+        q[fit_rows] = q_fit
         extra = self.method_.fitted_attributes(net, rows)
+        if held is not None:
+            with torch.no_grad():
+                held_dev = torch.as_tensor(held, device=net.device)
+                T = torch.as_tensor(self.transition_matrix_, device=net.device)
+                q_held = self.method_.correct_held_out(net, proba[held_dev], y_dev[held_dev], T)
+                q_held = q_held.double().cpu().numpy()
+            q[held] = q_held / q_held.sum(1, keepdims=True)
+            extra = self._spread(extra, len(rows), fit_rows, len(y_n_enc))
         if noisy_rows is not None:
             full = np.zeros((n_rows, n_classes))
             trusted_rows = np.setdiff1d(np.arange(n_rows), noisy_rows)
             full[trusted_rows, y_t_enc] = 1.0
             full[noisy_rows] = q
             q = full
-            for key, value in extra.items():
-                if not (isinstance(value, np.ndarray) and value.ndim and len(value) == len(rows)):
-                    continue  # not a per-sample array (e.g. a fitted module): kept as is
-                spread = np.full((n_rows, *value.shape[1:]), np.nan)
-                spread[noisy_rows] = value
-                extra[key] = spread
+            extra = self._spread(extra, len(y_n_enc), noisy_rows, n_rows)
         self.corrected_proba_ = q
         self.corrected_labels_ = self.classes_[q.argmax(1)]
         for key, value in extra.items():
             setattr(self, key, value)
+
+    @staticmethod
+    def _spread(extra, n_from, places, n_to):
+        """Per-sample arrays of ``n_from`` rows put at ``places`` of ``n_to`` rows (NaN elsewhere).
+
+        Other values (e.g. a fitted module) are kept as they are.
+        """
+        out = {}
+        for key, value in extra.items():
+            if isinstance(value, np.ndarray) and value.ndim and len(value) == n_from:
+                spread = np.full((n_to, *value.shape[1:]), np.nan)
+                spread[places] = value
+                value = spread
+            out[key] = value
+        return out
 
     def _check_finite(self, net):
         # an interrupted epoch has no train_loss yet; it is not a divergence

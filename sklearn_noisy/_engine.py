@@ -51,6 +51,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from skorch import NeuralNet
+from skorch.callbacks import EarlyStopping
 from skorch.dataset import unpack_data
 from skorch.utils import to_device
 from torch import nn
@@ -58,7 +59,7 @@ from torch.func import functional_call
 
 from .modules import has_backbone_head
 
-__all__ = ["BiLevelNet", "Forward", "MetaBatches", "TrainInfo"]
+__all__ = ["BiLevelNet", "Forward", "HeldOutEarlyStopping", "MetaBatches", "TrainInfo"]
 
 
 @dataclass
@@ -194,6 +195,47 @@ class Forward:
         return self._apply("head", f)
 
 
+class HeldOutEarlyStopping(EarlyStopping):
+    """skorch's ``EarlyStopping`` on ``valid_acc``, watching only the method's epochs.
+
+    * Epochs of warm-up (plain training before a method's meta steps start) are
+      neither candidates for the best epoch nor counted as misses: the restored
+      model is always one the method trained, never a plain warm-up model.
+    * An epoch that *ties* the best held-out accuracy becomes the new best (skorch
+      keeps the first): on a flat curve the later model has seen more of the
+      correction.
+    * Stopping marks ``net.stopped_early_`` so that the net can tell it from a
+      user's KeyboardInterrupt (skorch stops a fit by raising one).
+
+    The best epoch's module weights are restored at the end of training
+    (``load_best``); the method's meta module (learned T, per-sample tables)
+    keeps its last state.
+    """
+
+    def __init__(self, patience):
+        super().__init__(
+            monitor="valid_acc",
+            patience=patience,
+            threshold=0.0,
+            threshold_mode="abs",
+            lower_is_better=False,
+            load_best=True,
+            sink=print,
+        )
+
+    def _is_score_improved(self, score):
+        return score >= self.dynamic_threshold_
+
+    def on_epoch_end(self, net, **kwargs):
+        if net.method.uses_meta_step and not net.meta_active_:
+            return
+        try:
+            super().on_epoch_end(net, **kwargs)
+        except KeyboardInterrupt:
+            net.stopped_early_ = True
+            raise
+
+
 def _step_scale(optimizer, param, grad, lr):
     """Per-element size of the look-ahead step for ``param``: ``lr``, or a tensor.
 
@@ -306,10 +348,11 @@ class BiLevelNet(NeuralNet):
     def fit_loop(self, X, y=None, epochs=None, **fit_params):
         # skorch's partial_fit swallows KeyboardInterrupt; remember that it happened
         self.interrupted_ = False
+        self.stopped_early_ = False  # set by HeldOutEarlyStopping, which also interrupts
         try:
             return super().fit_loop(X, y, epochs, **fit_params)
         except KeyboardInterrupt:
-            self.interrupted_ = True
+            self.interrupted_ = not self.stopped_early_
             raise
 
     # ------------------------------------------------------------- per epoch
@@ -477,6 +520,22 @@ class BiLevelNet(NeuralNet):
                 changed = ((corrected.argmax(1) != y) & noisy).sum() / n_noisy
                 self._accumulate("labels_changed", changed, int(n_noisy))
         return {"loss": loss.detach(), "y_pred": logits}
+
+    def validation_step(self, batch, **fit_params):
+        """Held-out noisy rows: cross-entropy and accuracy against their given labels.
+
+        Used with the classifier's ``early_stopping``; the accuracy is recorded
+        per epoch as ``valid_acc`` (skorch records ``valid_loss``).
+        """
+        self._set_training(False)
+        Xb, yb = unpack_data(batch)
+        Xb = to_device(Xb, self.device)
+        y = to_device(yb, self.device)[:, 0]
+        with torch.no_grad():
+            logits = self.infer(Xb)
+            loss = F.cross_entropy(logits, y)
+            self._accumulate("valid_acc", (logits.argmax(1) == y).float().mean(), len(y))
+        return {"loss": loss, "y_pred": logits}
 
     # ------------------------------------------------------------ inference
     def predict_logits(self, X):

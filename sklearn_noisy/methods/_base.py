@@ -184,6 +184,9 @@ class MetaMethod(BaseEstimator):
     learns_transition_matrix : bool
         Whether ``transition_matrix_`` is learned (else estimated from corrected
         vs noisy labels).
+    per_sample_correction : bool
+        Whether :meth:`correct` reads per-sample tables, so it cannot correct a
+        row the method never trained on (see :meth:`correct_held_out`).
     training_runs : int
         How many times :meth:`fit_net` trains a network for ``max_epochs``
         (``history_`` shows the last run).
@@ -194,6 +197,7 @@ class MetaMethod(BaseEstimator):
     train_on_meta = False
     requires_trusted_rows = False
     learns_transition_matrix = False
+    per_sample_correction = False
     training_runs = 1
 
     # --- defaults the classifier asks for
@@ -250,6 +254,20 @@ class MetaMethod(BaseEstimator):
 
     def correct(self, net, proba, y, idx):
         return proba
+
+    def correct_held_out(self, net, proba, y, T):
+        """Corrected label distribution of noisy rows held out of training.
+
+        With the classifier's ``early_stopping`` some noisy rows only score the
+        epochs, so a method's per-sample tables hold nothing for them.  A method
+        whose :meth:`correct` needs no table corrects them the same way as the
+        others; one with ``per_sample_correction`` gives the posterior of the
+        true class under the fitted transition matrix ``T`` (a tensor on the
+        net's device), ``q ∝ proba * T[:, y]``.
+        """
+        if self.per_sample_correction:
+            return posterior_given_noisy(proba, T.to(proba.dtype), y)
+        return self.correct(net, proba, y, None)
 
     # --- schedule
     def fit_net(self, make_net, X, targets, meta_batches):

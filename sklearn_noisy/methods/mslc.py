@@ -145,6 +145,7 @@ class MSLC(MetaMethod):
     name = "mslc"
     train_on_meta = True  # see MetaMethod.train_on_meta
     uses_meta_step = True
+    per_sample_correction = True  # corrects from its per-sample table
     default_meta_every = 2  # see "Meta step on every second batch" above
     default_reuse_virtual_grad = True  # see the classifier's reuse_virtual_grad
 

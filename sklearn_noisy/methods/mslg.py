@@ -115,6 +115,7 @@ class MSLG(MetaMethod):
     name = "mslg"
     train_on_meta = True  # see MetaMethod.train_on_meta
     uses_meta_step = True
+    per_sample_correction = True  # corrects from its per-sample table
 
     def __init__(
         self,

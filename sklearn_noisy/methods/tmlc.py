@@ -373,6 +373,7 @@ class TMLC(MetaMethod):
 
     name = "tmlc"
     train_on_meta = True
+    per_sample_correction = True  # per-sample LSTM states
     default_meta_every = 2  # see "Meta step on every second batch" above
     default_reuse_virtual_grad = True  # see the classifier's reuse_virtual_grad
 
