@@ -221,13 +221,19 @@ def _library(method, settings, seed, **params):
 
 
 def _fit_method(name, case, settings, seed, cache):
-    """Fit one library method or peer; return (test_pred, corrected_labels, seconds)."""
+    """Fit one library method or peer.
+
+    Returns ``(test_pred, corrected_labels, seconds)``, and for the library's
+    classifier also ``{"epochs_run": n_iter_, "best_epoch": best_epoch_}``.
+    """
     meta = {"X_meta": case.X_meta, "y_meta": case.y_meta}
     start = time.perf_counter()
     if name in settings["methods"] or name in ("ce+trusted", "true_labels", "forward_T_oracle"):
         params = {}
         if name in settings["methods"] and name not in ("ce", "glc"):
             params["meta_every"] = settings["meta_every"]
+        if name in settings["methods"]:
+            params.update(settings.get("params", {}))
         if name == "ce+trusted":
             method, params = "ce", {"train_on_meta": True}
         elif name == "forward_T_oracle":
@@ -242,7 +248,8 @@ def _fit_method(name, case, settings, seed, cache):
         elapsed = time.perf_counter() - start
         if name == "ce":
             cache["ce"] = (clf, elapsed)
-        return clf.predict(case.X_test), clf.corrected_labels_, elapsed
+        epochs = {"epochs_run": clf.n_iter_, "best_epoch": clf.best_epoch_}
+        return clf.predict(case.X_test), clf.corrected_labels_, elapsed, epochs
     if name == "trusted_only":
         clf = MLPClassifier(max_epochs=settings["trusted_epochs"], random_state=seed)
         clf.fit(case.X_meta, case.y_meta)
@@ -357,7 +364,10 @@ def run(settings, progress=print):
                         "noisy_label_accuracy": case.noisy_accuracy,
                     }
                     try:
-                        row.update(_metrics(case, *_fit_method(name, case, settings, seed, cache)))
+                        pred, corrected, elapsed, *epochs = _fit_method(
+                            name, case, settings, seed, cache
+                        )
+                        row.update(_metrics(case, pred, corrected, elapsed), **dict(*epochs))
                         progress(
                             f"  {name:<18} test {row['test_accuracy']:.3f}  "
                             f"{row['fit_time_s']:6.1f}s"
@@ -511,6 +521,10 @@ def goals(summary, methods):
 # --------------------------------------------------------------------- output
 def format_table(report) -> str:
     lines = []
+    params = report["settings"].get("params")
+    if params:
+        given = ", ".join(f"{k}={v!r}" for k, v in params.items())
+        lines += [f"Library methods fitted with {given} (peers unchanged).", ""]
     order = {n: i for i, n in enumerate(report["settings"]["methods"] + PEERS)}
     cases = []
     for s in report["summary"]:
@@ -577,6 +591,24 @@ def _parse_cases(text):
     return cases
 
 
+def _parse_params(items, parser):
+    """``["early_stopping=true", "max_epochs=30"]`` -> ``{"early_stopping": True, ...}``."""
+    # set by the script itself (--epochs, --device, the case seed, the entry)
+    fixed = {"method", "max_epochs", "device", "random_state"}
+    allowed = set(MetaLabelCorrectionClassifier().get_params(deep=False)) - fixed
+    params = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        if not sep or key not in allowed:
+            parser.error(f"--set {item!r}: expected PARAM=VALUE, PARAM one of {sorted(allowed)}")
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError:
+            value = text  # a plain string, e.g. lookahead=head
+        params[key] = value
+    return params
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(
         prog="python benchmarks/accuracy.py",
@@ -606,6 +638,14 @@ def main(argv=None):
         default=None,
         help="meta_every of meta methods (default: each method's own)",
     )
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="PARAM=VALUE",
+        help="a MetaLabelCorrectionClassifier parameter for every library method "
+        "(ce and glc included, peers not), e.g. --set early_stopping=true; repeatable",
+    )
     parser.add_argument("--meta-per-class", type=int, default=10)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
@@ -630,6 +670,7 @@ def main(argv=None):
         "finetune_lr": args.finetune_lr,
         "cv_folds": args.cv_folds,
         "meta_every": args.meta_every,
+        "params": _parse_params(args.set, parser),
         "meta_per_class": args.meta_per_class,
         "device": args.device,
         "quick": args.quick,

@@ -172,3 +172,30 @@ def test_early_stopped_peer_keeps_its_best_epoch(sym40):
     assert clf.best_epoch_ == int(np.argmax(scores)) + 1
     # the restored weights are the best epoch's, not the last one's
     assert (clf.predict(X[val]) == y_val).mean() == pytest.approx(max(scores))
+
+
+def test_accuracy_sets_a_parameter_on_library_methods_only(tmp_path_factory):
+    """``--set early_stopping=true`` reaches every library fit, and no peer."""
+    report, table = _run(
+        "accuracy",
+        tmp_path_factory,
+        "--methods",
+        "ce,mlc",
+        "--peers",
+        "ce+trusted",
+        "--set",
+        "early_stopping=true",
+    )
+    assert report["settings"]["params"] == {"early_stopping": True}
+    assert "Library methods fitted with early_stopping=True" in table
+    runs = {r["method"]: r for r in report["runs"]}
+    for name in ("ce", "mlc"):
+        assert 1 <= runs[name]["best_epoch"] <= runs[name]["epochs_run"] <= 2
+    assert runs["ce+trusted"]["best_epoch"] is None  # a peer: fitted as it always is
+
+
+def test_accuracy_refuses_an_unknown_or_fixed_parameter():
+    mod = _accuracy_module()
+    for bad in ("early_stoping=true", "max_epochs=3", "early_stopping"):
+        with pytest.raises(SystemExit):
+            mod.main(["--quick", "--set", bad])
