@@ -177,12 +177,16 @@ class MetaLabelCorrectionClassifier(ClassifierMixin, BaseEstimator):
         given label) and keep the epoch whose model agrees best with their
         *given* labels; stop after ``n_iter_no_change`` epochs without a better
         one and restore the best epoch's network weights (skorch's
-        ``EarlyStopping``).  No clean data is used: when the noise leaves each
-        true class's given label the most common one (any symmetric noise
-        below ``1 - 1/n_classes``, pair noise below 0.5), the most accurate model
-        against the noisy labels is the most accurate against the true ones, up
-        to sampling error.  Training on noisy labels ends by memorising them,
-        so at high noise the best epoch comes well before ``max_epochs``.
+        ``EarlyStopping``).  No clean data is used: when the noise does not
+        depend on the sample and leaves each true class's given label the most
+        common one (symmetric noise below ``1 - 1/n_classes``, pair noise below
+        0.5), the most accurate model against the noisy labels is the most
+        accurate against the true ones, in expectation; the held-out score is
+        a weak signal at heavy pair or symmetric noise on small data, where it
+        can stop a method too early (see the user guide).  Training on noisy
+        labels ends by memorising them, so at high noise the best epoch comes
+        well before ``max_epochs``.  Off by default: it costs on some of the
+        benchmark's cases.
         Warm-up epochs are not candidates: the model kept is always one the
         method trained.  An epoch that ties the best held-out accuracy
         replaces it.  The held-out rows are not trained on; they still get
