@@ -247,7 +247,8 @@ class MetaLabelCorrectionClassifier(ClassifierMixin, BaseEstimator):
         held-out noisy rows against their given labels).
     best_epoch_ : int or None
         With ``early_stopping``, the epoch (1-based) whose weights the model
-        holds; ``None`` without it.
+        holds; ``None`` without it, or when no epoch after the warm-up ran
+        (``warmup_epochs >= max_epochs``: the model is the last epoch's).
     best_validation_score_ : float or None
         With ``early_stopping``, that epoch's ``valid_acc``; ``None`` without it.
     validation_mask_ : ndarray of bool of shape (n_samples,) or None

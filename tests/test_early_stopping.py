@@ -116,6 +116,15 @@ def test_without_early_stopping_nothing_is_held_out(sym60):
     assert "valid_acc" not in clf.history_[-1]
 
 
+def test_a_fit_that_never_leaves_the_warm_up_keeps_its_last_epoch(sym60):
+    clf = _fit(sym60, method="mlc", early_stopping=True, max_epochs=3, warmup_epochs=3)
+    assert clf.best_epoch_ is None and clf.best_validation_score_ is None
+    assert clf.n_iter_ == 3 and clf.validation_mask_.sum() > 0
+    held = clf.validation_mask_
+    last = clf.history_[-1, "valid_acc"]
+    assert np.mean(clf.predict(sym60.X[held]) == sym60.y_noisy[held]) == pytest.approx(last)
+
+
 def test_reproducible_and_picklable(sym60, ce_stopped):
     again = _fit(sym60, method="ce", early_stopping=True)
     np.testing.assert_array_equal(again.validation_mask_, ce_stopped.validation_mask_)
