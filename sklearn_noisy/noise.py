@@ -84,7 +84,8 @@ def make_noisy_labels(y, *, kind="symmetric", rate=0.4, X=None, random_state=Non
         * ``"instance"``: feature-dependent; needs ``X``.  A logistic regression
           is fit on the clean labels; the ``round(rate * n)`` samples with the
           smallest margin (probability of the true class minus the largest
-          other) are flipped to their most likely other class.
+          other) are flipped to their most likely other class.  The fit runs on
+          one BLAS thread, so the labels do not depend on the thread count.
     rate : float in [0, 1), default=0.4
         Probability of a flip (the exact share for ``"instance"``).
     X : array-like of shape (n_samples, n_features), default=None
@@ -150,9 +151,13 @@ def make_noisy_labels(y, *, kind="symmetric", rate=0.4, X=None, random_state=Non
             raise ValueError("kind='instance' needs the features X.")
         from sklearn.linear_model import LogisticRegression
         from sklearn.preprocessing import StandardScaler
+        from threadpoolctl import threadpool_limits
 
-        Xs = StandardScaler().fit_transform(X)
-        proba = LogisticRegression(max_iter=1000).fit(Xs, y).predict_proba(Xs)
+        # one BLAS thread: with more, the fit's floating-point sums depend on the
+        # machine's thread count, and so do the margins that pick the flipped rows
+        with threadpool_limits(limits=1, user_api="blas"):
+            Xs = StandardScaler().fit_transform(X)
+            proba = LogisticRegression(max_iter=1000).fit(Xs, y).predict_proba(Xs)
         true_p = proba[np.arange(n), y]
         other = proba.copy()
         other[np.arange(n), y] = -np.inf

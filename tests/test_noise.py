@@ -49,6 +49,21 @@ def test_instance_noise_flips_hard_samples_to_likely_class():
     assert off.max() > 2 * off[off > 0].mean()
 
 
+def test_instance_noise_does_not_depend_on_the_blas_thread_count():
+    """On mnist1d (5000 x 40) the labels used to change with the BLAS threads (8 rows)."""
+    pytest.importorskip("mnist1d")
+    from threadpoolctl import threadpool_limits
+
+    from sklearn_noisy.datasets import load_features
+
+    X, y = load_features("mnist1d")
+    labels = []
+    for threads in (1, 2):
+        with threadpool_limits(limits=threads, user_api="blas"):
+            labels.append(make_noisy_labels(y, kind="instance", rate=0.4, X=X, random_state=0)[0])
+    np.testing.assert_array_equal(labels[0], labels[1])
+
+
 def test_similar_classes_follow_features():
     X, y = load_digits(return_X_y=True)
     y_noisy, _ = make_noisy_labels(y, kind="flip1", rate=0.4, X=X, random_state=0)
