@@ -167,3 +167,11 @@ def test_user_interrupt_is_still_reported(sym60, monkeypatch):
     with pytest.warns(UserWarning, match="interrupted"):
         clf = _fit(sym60, method="ce", early_stopping=True)
     assert clf.n_iter_ == 2
+
+
+def test_verbose_logs_the_held_out_score_and_the_stop(sym60, capsys):
+    clf = _fit(sym60, method="ce", early_stopping=True, n_iter_no_change=3, verbose=1)
+    shown = capsys.readouterr()
+    printed = shown.out + shown.err
+    assert "valid_acc" in printed  # a column of the epoch log
+    assert clf.n_iter_ < 50 and "Stopping since valid_acc has not improved" in printed
