@@ -562,8 +562,11 @@ class MetaLabelCorrectionClassifier(ClassifierMixin, BaseEstimator):
         self.method_ = get_method(self.method)
         seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
         held = self._held_out_rows(y_n_enc, n_classes, seed)
-        fit_rows = np.setdiff1d(np.arange(len(y_n_enc)), held)
-        X_fit, y_fit = X_n[fit_rows], y_n_enc[fit_rows]
+        if held is None:  # no copy of X without early stopping
+            fit_rows, X_fit, y_fit = np.arange(len(y_n_enc)), X_n, y_n_enc
+        else:
+            fit_rows = np.setdiff1d(np.arange(len(y_n_enc)), held)
+            X_fit, y_fit = X_n[fit_rows], y_n_enc[fit_rows]
         train_on_meta = (
             self.method_.train_on_meta if self.train_on_meta == "auto" else self.train_on_meta
         )
@@ -706,10 +709,12 @@ class MetaLabelCorrectionClassifier(ClassifierMixin, BaseEstimator):
         with torch.no_grad():
             proba = logits.softmax(1).to(net.device)
             y_dev = torch.as_tensor(y_n_enc, device=net.device)
-            fit_dev = torch.as_tensor(fit_rows, device=net.device)
             idx = torch.as_tensor(rows, device=net.device)
-            q_fit = self.method_.correct(net, proba[fit_dev], y_dev[fit_dev], idx)
-            q_fit = q_fit.double().cpu().numpy()
+            p_fit, y_fit = proba, y_dev  # every noisy row was fitted: no copies
+            if held is not None:
+                fit_dev = torch.as_tensor(fit_rows, device=net.device)
+                p_fit, y_fit = proba[fit_dev], y_dev[fit_dev]
+            q_fit = self.method_.correct(net, p_fit, y_fit, idx).double().cpu().numpy()
         q_fit = q_fit / q_fit.sum(1, keepdims=True)
         self.transition_matrix_ = np.asarray(
             self.method_.transition_matrix(net, q_fit, y_n_enc[fit_rows]), dtype=np.float64
