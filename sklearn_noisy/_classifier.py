@@ -699,6 +699,9 @@ class MetaLabelCorrectionClassifier(ClassifierMixin, BaseEstimator):
         if stopper.best_model_weights_ is not None:
             self.best_epoch_ = int(stopper.best_epoch_)
             self.best_validation_score_ = float(net.history[self.best_epoch_ - 1, "valid_acc"])
+        # the held-out rows were only needed for training: a pickled model does not
+        # carry a copy of them (validation_mask_ says which rows they were)
+        net.train_split = None
         self.validation_mask_ = np.zeros(n_rows, bool)
         self.validation_mask_[held if noisy_rows is None else noisy_rows[held]] = True
 

@@ -138,6 +138,13 @@ def test_reproducible_and_picklable(sym60, ce_stopped):
     )
 
 
+def test_a_pickled_model_carries_no_copy_of_the_held_out_rows(sym60, ce_stopped):
+    plain = _fit(sym60, method="ce", max_epochs=ce_stopped.n_iter_)
+    held_bytes = sym60.X[ce_stopped.validation_mask_].astype(np.float32).nbytes
+    extra = len(pickle.dumps(ce_stopped)) - len(pickle.dumps(plain))
+    assert extra < held_bytes / 4  # a few history columns and the mask, not the rows
+
+
 def test_validation_fraction_too_small_for_the_data_is_refused(sym60):
     with pytest.raises(ValueError, match="validation_fraction"):
         _fit(sym60, method="ce", early_stopping=True, validation_fraction=0.001, max_epochs=2)
