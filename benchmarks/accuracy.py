@@ -364,10 +364,11 @@ def run(settings, progress=print):
                         "noisy_label_accuracy": case.noisy_accuracy,
                     }
                     try:
-                        pred, corrected, elapsed, *epochs = _fit_method(
+                        pred, corrected, elapsed, *extra = _fit_method(
                             name, case, settings, seed, cache
                         )
-                        row.update(_metrics(case, pred, corrected, elapsed), **dict(*epochs))
+                        row.update(_metrics(case, pred, corrected, elapsed))
+                        row.update(extra[0] if extra else {})  # library fits: epochs
                         progress(
                             f"  {name:<18} test {row['test_accuracy']:.3f}  "
                             f"{row['fit_time_s']:6.1f}s"
@@ -592,7 +593,7 @@ def _parse_cases(text):
 
 
 def _parse_params(items, parser):
-    """``["early_stopping=true", "max_epochs=30"]`` -> ``{"early_stopping": True, ...}``."""
+    """``["early_stopping=true", "lookahead=head"]`` -> ``{"early_stopping": True, ...}``."""
     # set by the script itself (--epochs, --device, the case seed, the entry)
     fixed = {"method", "max_epochs", "device", "random_state"}
     allowed = set(MetaLabelCorrectionClassifier().get_params(deep=False)) - fixed
