@@ -27,7 +27,10 @@
    meta parameters before this step's meta update (one step old), and the
    loss is evaluated without a graph only for the method's per-sample tables.
 
-During the first ``warmup_epochs`` epochs only the actual step runs.
+During the first ``warmup_epochs`` epochs only the actual step runs.  With
+``auto_warmup`` (the classifier's ``warmup_epochs="auto"``) the warm-up trains
+on the noisy rows only and :class:`AutoWarmup` ends it early, from the trusted
+set's accuracy.
 
 Everything particular to a method lives in a :class:`~sklearn_noisy.methods.
 MetaMethod`: the engine asks it for the meta module (meta parameters and
@@ -51,7 +54,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from skorch import NeuralNet
-from skorch.callbacks import EarlyStopping
+from skorch.callbacks import Callback, EarlyStopping
 from skorch.dataset import unpack_data
 from skorch.utils import to_device
 from torch import nn
@@ -59,7 +62,14 @@ from torch.func import functional_call
 
 from .modules import has_backbone_head
 
-__all__ = ["BiLevelNet", "Forward", "HeldOutEarlyStopping", "MetaBatches", "TrainInfo"]
+__all__ = [
+    "AutoWarmup",
+    "BiLevelNet",
+    "Forward",
+    "HeldOutEarlyStopping",
+    "MetaBatches",
+    "TrainInfo",
+]
 
 
 @dataclass
@@ -236,6 +246,88 @@ class HeldOutEarlyStopping(EarlyStopping):
             raise
 
 
+class AutoWarmup(Callback):
+    """Ends a method's warm-up when the model starts to memorise the noisy labels.
+
+    Used with the classifier's ``warmup_epochs="auto"``.  The net's
+    ``warmup_epochs`` is then a cap; during the warm-up the trusted rows are not
+    trained on (the net's ``auto_warmup``), so the trusted set is clean data the
+    model has not seen.  After each warm-up epoch the model's accuracy on the
+    whole trusted set is recorded (``warmup_acc`` in the history).  Training on
+    noisy labels first learns the patterns shared by the clean rows, then
+    memorises the flipped labels, and clean accuracy falls; the warm-up ends
+    when ``patience`` epochs in a row have not matched the best accuracy, or at
+    the cap.  The best warm-up epoch's module weights are restored (an epoch
+    that ties the best replaces it), the method may build its state from that
+    model's predictions of the training rows
+    (:meth:`~sklearn_noisy.methods.MetaMethod.warmup_ended`), and the meta
+    steps start with the next epoch; the trusted rows are trained on from then
+    on, as usual.  The meta phase thus gets the epochs the warm-up did not use.
+
+    The trusted set decides only when the warm-up ends and which warm-up model
+    the method starts from; no test data is involved.
+
+    Attributes
+    ----------
+    best_epoch_ : int or None
+        The warm-up epoch (1-based) whose weights the meta phase started from;
+        ``None`` until the warm-up ended.
+    """
+
+    def __init__(self, patience=5):
+        self.patience = patience
+
+    def initialize(self):
+        self.best_epoch_ = None
+        self._best = (-1.0, None, None)  # (accuracy, epoch, module state)
+        self._misses = 0
+        return self
+
+    def _trusted_accuracy(self, net):
+        data = net._meta_data
+        net._set_training(False)
+        try:
+            with torch.no_grad():
+                hits = 0
+                for start in range(0, len(data.y), 4096):
+                    logits = net.module_(data.X[start : start + 4096])
+                    hits += int((logits.argmax(1) == data.y[start : start + 4096]).sum())
+        finally:
+            net._set_training(True)
+        return hits / len(data.y)
+
+    def on_epoch_end(self, net, dataset_train=None, **kwargs):
+        if self.best_epoch_ is not None or not net.auto_warmup:
+            return
+        epoch = net.epoch_ + 1  # epochs done
+        if epoch > net.warmup_epochs or net._meta_data is None:
+            return
+        acc = self._trusted_accuracy(net)
+        net.history.record("warmup_acc", acc)
+        if acc >= self._best[0]:
+            state = {k: v.detach().clone() for k, v in net.module_.state_dict().items()}
+            self._best = (acc, epoch, state)
+            self._misses = 0
+        else:
+            self._misses += 1
+        if self._misses >= self.patience or epoch >= net.warmup_epochs:
+            _, self.best_epoch_, state = self._best
+            self._best = (-1.0, None, None)
+            net.module_.load_state_dict(state)
+            net.warmup_epochs = epoch  # the meta steps start with the next epoch
+            if dataset_train is not None and epoch < net.max_epochs:
+                net.method.warmup_ended(net, lambda: _predict_table(net, dataset_train))
+
+
+def _predict_table(net, dataset):
+    """Probabilities of every row of the training table, in row order, on the net's device."""
+    with torch.random.fork_rng(devices=[]):
+        parts = [
+            p.softmax(1) for p in net.forward_iter(dataset, training=False, device=net.device)
+        ]
+    return torch.cat(parts)
+
+
 def _step_scale(optimizer, param, grad, lr):
     """Per-element size of the look-ahead step for ``param``: ``lr``, or a tensor.
 
@@ -289,6 +381,9 @@ class BiLevelNet(NeuralNet):
     reuse_virtual_grad : bool
         Let the actual step of a meta step take the virtual step's gradient
         instead of running a backward pass (with a full look-ahead only).
+    auto_warmup : bool
+        ``warmup_epochs`` is a cap that :class:`AutoWarmup` may shorten; the
+        warm-up does not train on the trusted rows.
     """
 
     def __init__(
@@ -303,6 +398,7 @@ class BiLevelNet(NeuralNet):
         meta_every=1,
         lookahead="full",
         reuse_virtual_grad=False,
+        auto_warmup=False,
         **kwargs,
     ):
         super().__init__(module, *args, **kwargs)
@@ -314,6 +410,7 @@ class BiLevelNet(NeuralNet):
         self.meta_every = meta_every
         self.lookahead = lookahead
         self.reuse_virtual_grad = reuse_virtual_grad
+        self.auto_warmup = auto_warmup
 
     # ------------------------------------------------------------------ setup
     def initialize_module(self):
@@ -349,11 +446,15 @@ class BiLevelNet(NeuralNet):
         # skorch's partial_fit swallows KeyboardInterrupt; remember that it happened
         self.interrupted_ = False
         self.stopped_early_ = False  # set by HeldOutEarlyStopping, which also interrupts
+        # the trusted set, for AutoWarmup; never kept on the fitted net
+        self._meta_data = fit_params.get("meta_batches")
         try:
             return super().fit_loop(X, y, epochs, **fit_params)
         except KeyboardInterrupt:
             self.interrupted_ = not self.stopped_early_
             raise
+        finally:
+            self._meta_data = None
 
     # ------------------------------------------------------------- per epoch
     @property
@@ -389,6 +490,7 @@ class BiLevelNet(NeuralNet):
         state = super().__getstate__()
         state.pop("_epoch_sums", None)
         state.pop("step_cache", None)
+        state.pop("_meta_data", None)
         info = state.get("train_info")
         if info is not None:
             # plain attributes are pickled as they are: keep CUDA tensors out, so a
@@ -402,6 +504,10 @@ class BiLevelNet(NeuralNet):
     def _batch_loss(self, forward, X, y, idx, trusted, virtual):
         """Mean training loss of a batch: the method's loss on noisy rows, CE on trusted."""
         per_sample, logits = self.method.train_loss(self, forward, X, y, idx, virtual=virtual)
+        if self.has_trusted_rows_ and self.auto_warmup and self.epoch_ < self.warmup_epochs:
+            # AutoWarmup scores the warm-up on the trusted rows: they are not trained on
+            noisy = (~trusted).to(per_sample.dtype)
+            return (per_sample * noisy).sum() / noisy.sum().clamp_min(1.0), logits
         if self.has_trusted_rows_:
             ce = F.cross_entropy(logits, y, reduction="none")
             w = self.method.trusted_weight(self)

@@ -25,6 +25,10 @@ it.  The engine (:class:`sklearn_noisy._engine.BiLevelNet`) calls these hooks:
     Corrected label distribution of noisy rows given the model's probabilities.
 ``after_step``, ``on_epoch_begin``, ``on_epoch_end``
     Per-step and per-epoch bookkeeping (per-sample tables).
+``warmup_ended(net, predict)``
+    With ``warmup_epochs="auto"``, called once the warm-up has ended and its
+    best model is restored; ``predict()`` gives that model's probabilities of
+    every training row (computed on demand).
 ``fit_net(make_net, X, targets, meta_batches)``
     The training schedule; one run of the engine by default.
 ``transition_matrix(net, corrected_proba, y)`` and ``fitted_attributes(net)``
@@ -248,6 +252,13 @@ class MetaMethod(BaseEstimator):
 
     def on_epoch_begin(self, net):
         pass
+
+    def warmup_ended(self, net, predict):
+        """State built from the restored warm-up model (``warmup_epochs="auto"``).
+
+        ``predict()`` returns that model's probabilities of every row of the
+        training table, in row order, on the net's device.  Nothing by default.
+        """
 
     def on_epoch_end(self, net):
         pass

@@ -180,6 +180,13 @@ class MSLC(MetaMethod):
             ).float()
             state.initialized.fill_(True)
 
+    def warmup_ended(self, net, predict):
+        # warmup_epochs="auto": the first soft label is the restored warm-up
+        # model's prediction (the end of the warm-up was not known in advance)
+        state = net.meta_module_
+        state.pred_sum.copy_(predict().to(state.pred_sum.dtype))
+        state.pred_count.fill_(1.0)
+
     def after_step(self, net, logits, y, idx):
         if net.meta_active_:
             return

@@ -1,0 +1,134 @@
+"""A warm-up that ends when memorisation starts (``warmup_epochs="auto"``)."""
+
+from __future__ import annotations
+
+import pickle
+
+import numpy as np
+import pytest
+from sklearn.utils._param_validation import InvalidParameterError
+
+from sklearn_noisy import MetaLabelCorrectionClassifier
+from sklearn_noisy.methods import MSLC, MSLG
+from tests.conftest import make_case
+
+PATIENCE = 5
+
+
+@pytest.fixture(scope="module")
+def sym80():
+    return make_case("symmetric", 0.8)
+
+
+def _fit(case, y_meta=None, **kw):
+    clf = MetaLabelCorrectionClassifier(random_state=0, **kw)
+    y_meta = case.y_meta if y_meta is None else y_meta
+    return clf.fit(case.X, case.y_noisy, X_meta=case.X_meta, y_meta=y_meta)
+
+
+@pytest.fixture(scope="module")
+def mslg_auto(sym80):
+    return _fit(sym80, method="mslg", warmup_epochs="auto")
+
+
+def _meta_epochs(clf):
+    return [i + 1 for i, row in enumerate(clf.history_) if "meta_loss" in row]
+
+
+def test_the_warm_up_ends_when_the_trusted_accuracy_stops_improving(mslg_auto):
+    """At 80% noise the model memorises early: the warm-up ends well before mslg's 20."""
+    clf = mslg_auto
+    acc = np.asarray(clf.history_[:, "warmup_acc"])
+    assert len(acc) == clf.warmup_epochs_ < 20
+    # the best epoch (the last of any tie) is followed by `patience` worse ones
+    best = 1 + max(i for i, a in enumerate(acc) if a == acc.max())
+    assert clf.warmup_epochs_ == best + PATIENCE
+    assert np.all(acc[best:] < acc.max())
+    # the meta steps run from the next epoch to the end
+    assert _meta_epochs(clf) == list(range(clf.warmup_epochs_ + 1, 51))
+
+
+def test_a_fixed_warm_up_is_not_scored(sym80):
+    clf = _fit(sym80, method="mslg", max_epochs=12)
+    assert clf.warmup_epochs_ == 5  # mslg's 40% of max_epochs
+    assert _meta_epochs(clf) == list(range(6, 13))
+    assert not any("warmup_acc" in row for row in clf.history_)
+
+
+def test_the_best_warm_up_weights_are_restored(sym80, mslg_auto):
+    """Warm-up only (the cap is max_epochs): the model left is the best warm-up epoch's."""
+    n = mslg_auto.warmup_epochs_
+    clf = _fit(sym80, method=MSLG(warmup_fraction=1.0), max_epochs=n, warmup_epochs="auto")
+    acc = clf.history_[:, "warmup_acc"]
+    # the same warm-up as with the longer cap: it reached the cap at the same epoch
+    assert acc == mslg_auto.history_[:, "warmup_acc"]
+    assert _meta_epochs(clf) == []
+    assert acc[-1] < max(acc)  # the last epoch was not the best ...
+    # ... and the model is the best one's
+    assert clf.score(sym80.X_meta, sym80.y_meta) == pytest.approx(max(acc))
+
+
+def test_the_warm_up_does_not_train_on_the_trusted_rows(sym80):
+    """Wrong trusted labels change nothing in the warm-up (they do with a fixed one)."""
+    wrong = (sym80.y_meta + 1) % 10
+    method = MSLG(warmup_fraction=1.0)  # four epochs of warm-up, nothing else
+    auto = [
+        _fit(sym80, y, method=method, warmup_epochs="auto", max_epochs=4) for y in (None, wrong)
+    ]
+    fixed = [_fit(sym80, y, method=method, max_epochs=4) for y in (None, wrong)]
+    assert auto[0].history_[:, "train_loss"] == auto[1].history_[:, "train_loss"]
+    assert fixed[0].history_[:, "train_loss"] != fixed[1].history_[:, "train_loss"]
+
+
+def test_a_method_without_warm_up_is_unchanged(sym80):
+    plain = _fit(sym80, method="ce", max_epochs=5)
+    auto = _fit(sym80, method="ce", max_epochs=5, warmup_epochs="auto")
+    assert auto.warmup_epochs_ == plain.warmup_epochs_ == 0
+    np.testing.assert_array_equal(
+        auto.predict_proba(sym80.X_test), plain.predict_proba(sym80.X_test)
+    )
+
+
+class _SpyMSLC(MSLC):
+    """Records what mslc starts its meta phase from."""
+
+    seen: dict = {}
+
+    def warmup_ended(self, net, predict):
+        super().warmup_ended(net, predict)
+        self.seen["pred"] = net.meta_module_.pred_sum.clone()
+
+    def on_epoch_begin(self, net):
+        super().on_epoch_begin(net)
+        if net.meta_active_ and "soft" not in self.seen:
+            self.seen["soft"] = net.meta_module_.soft.clone()
+            self.seen["trusted"] = net.train_info.trusted.clone()
+
+
+def test_mslc_starts_from_the_restored_models_predictions(sym80):
+    _SpyMSLC.seen.clear()
+    _fit(sym80, method=_SpyMSLC(), max_epochs=20, warmup_epochs="auto")
+    pred, soft, trusted = (_SpyMSLC.seen[k].numpy() for k in ("pred", "soft", "trusted"))
+    np.testing.assert_allclose(pred.sum(1), 1.0, atol=1e-5)
+    assert np.mean(pred.max(1) < 0.99) > 0.5  # predictions, not one-hot labels
+    np.testing.assert_allclose(soft[~trusted], pred[~trusted], atol=1e-6)
+    assert np.all(soft[trusted].max(1) == 1.0)  # trusted rows keep their own label
+
+
+def test_with_early_stopping_only_the_methods_epochs_are_candidates(sym80):
+    clf = _fit(sym80, method="mslg", warmup_epochs="auto", early_stopping=True)
+    assert clf.best_epoch_ > clf.warmup_epochs_
+    assert len(clf.history_[:, "warmup_acc"]) == clf.warmup_epochs_
+
+
+def test_pickled_model_keeps_no_trusted_set(mslg_auto, sym80):
+    net = mslg_auto.net_
+    assert getattr(net, "_meta_data", None) is None
+    clone = pickle.loads(pickle.dumps(mslg_auto))
+    np.testing.assert_array_equal(clone.predict(sym80.X_test), mslg_auto.predict(sym80.X_test))
+    assert clone.warmup_epochs_ == mslg_auto.warmup_epochs_
+
+
+def test_bad_warmup_value_names_the_argument(sym80):
+    with pytest.raises(InvalidParameterError, match="warmup_epochs"):
+        _fit(sym80, method="mslg", warmup_epochs="early")
