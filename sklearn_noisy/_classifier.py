@@ -24,6 +24,7 @@ from torch import nn
 
 from ._engine import (
     AutoWarmup,
+    BatchLoader,
     BiLevelNet,
     HeldOutEarlyStopping,
     MetaBatches,
@@ -639,7 +640,9 @@ class MetaLabelCorrectionClassifier(ClassifierMixin, BaseEstimator):
                 lr=self.lr,
                 max_epochs=self.max_epochs,
                 batch_size=self.batch_size,
+                iterator_train=BatchLoader,
                 iterator_train__shuffle=True,
+                iterator_valid=BatchLoader,
                 iterator_valid__batch_size=max(self.batch_size, 1024),
                 train_split=valid,
                 device=device,
