@@ -418,7 +418,10 @@ class TrainingHistoryDisplay:
 
     1. ``train_loss`` and ``meta_loss`` (the trusted-set loss of the
        look-ahead network);
-    2. ``meta_acc``, the accuracy on the trusted batches;
+    2. ``meta_acc``, the look-ahead network's accuracy on the trusted
+       batches, and, with ``warmup_epochs="auto"``, ``warmup_acc``, the
+       warm-up network's accuracy on the whole trusted set (its peak is where
+       the warm-up ended);
     3. ``labels_changed``, the share of noisy rows whose corrected label
        differs from the given one.
 
@@ -457,7 +460,7 @@ class TrainingHistoryDisplay:
 
     _PANELS = (
         (("train_loss", "meta_loss"), "loss"),
-        (("meta_acc",), "trusted-set accuracy"),
+        (("meta_acc", "warmup_acc"), "trusted-set accuracy"),
         (("labels_changed",), "share of labels changed"),
     )
 

@@ -104,13 +104,27 @@ def test_history_display_lines(fitted):
     disp = TrainingHistoryDisplay.from_estimator(fitted)
     history = fitted.history_
     assert len(disp.ax_) == 3
-    drawn = {k for k in ("train_loss", "meta_loss", "meta_acc", "labels_changed")}
+    drawn = {k for k in ("train_loss", "meta_loss", "meta_acc", "warmup_acc", "labels_changed")}
     recorded = {k for k in drawn if any(k in row for row in history)}
     assert set(disp.lines_) == recorded
     assert "train_loss" in disp.lines_
     np.testing.assert_allclose(disp.lines_["train_loss"].get_ydata(), history[:, "train_loss"])
     n_lines = sum(len(ax.lines) for ax in disp.ax_)
     assert n_lines == len(recorded)
+
+
+def test_history_display_shows_the_auto_warm_up():
+    """The warm-up's trusted accuracy sits beside the meta steps' in the middle panel."""
+    history = [
+        {"epoch": 1, "train_loss": 2.0, "warmup_acc": 0.5},
+        {"epoch": 2, "train_loss": 1.5, "warmup_acc": 0.7},
+        {"epoch": 3, "train_loss": 1.2, "warmup_acc": 0.6},
+        {"epoch": 4, "train_loss": 1.0, "meta_loss": 0.9, "meta_acc": 0.8},
+    ]
+    disp = TrainingHistoryDisplay(history).plot()
+    assert disp.lines_["warmup_acc"].get_xdata().tolist() == [1, 2, 3]
+    assert disp.lines_["meta_acc"].get_xdata().tolist() == [4]
+    assert len(disp.ax_[1].lines) == 2 and disp.ax_[1].get_legend() is not None
 
 
 def test_history_display_missing_keys():
