@@ -386,6 +386,16 @@ class AutoWarmup(Callback):
             if dataset_train is not None and epoch < net.max_epochs:
                 net.method.warmup_ended(net, lambda: _predict_table(net, dataset_train))
 
+    def on_train_end(self, net, **kwargs):
+        # training ended inside the warm-up (a cap beyond max_epochs): the model
+        # is the best warm-up epoch's all the same; after a user's interrupt it
+        # is the model as trained so far.  No copy of the weights is kept.
+        _, epoch, state = self._best
+        self._best = (-1.0, None, None)
+        if state is not None and not getattr(net, "interrupted_", False):
+            net.module_.load_state_dict(state)
+            self.best_epoch_ = epoch
+
 
 def _predict_table(net, dataset):
     """Probabilities of every row of the training table, in row order, on the net's device."""

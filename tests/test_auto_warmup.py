@@ -68,6 +68,17 @@ def test_the_best_warm_up_weights_are_restored(sym80, mslg_auto):
     assert clf.score(sym80.X_meta, sym80.y_meta) == pytest.approx(max(acc))
 
 
+def test_a_cap_beyond_max_epochs_still_restores_the_best_warm_up(sym80, mslg_auto):
+    n = mslg_auto.warmup_epochs_ - 1  # the warm-up's own end comes one epoch later
+    clf = _fit(sym80, method=MSLG(warmup_fraction=2.0), max_epochs=n, warmup_epochs="auto")
+    acc = clf.history_[:, "warmup_acc"]
+    assert len(acc) == clf.warmup_epochs_ == n and _meta_epochs(clf) == []
+    assert acc[-1] < max(acc)
+    assert clf.score(sym80.X_meta, sym80.y_meta) == pytest.approx(max(acc))
+    stopper = next(cb for _, cb in clf.net_.callbacks_ if type(cb).__name__ == "AutoWarmup")
+    assert stopper._best[2] is None  # no copy of the weights in a pickle
+
+
 def test_the_warm_up_does_not_train_on_the_trusted_rows(sym80):
     """Wrong trusted labels change nothing in the warm-up (they do with a fixed one)."""
     wrong = (sym80.y_meta + 1) % 10
