@@ -178,7 +178,8 @@ class BatchLoader(DataLoader):
     """
 
     def __init__(self, dataset, batch_size=1, shuffle=False, **kwargs):
-        if not _batchable(dataset) or kwargs.get("collate_fn") or kwargs.get("sampler"):
+        custom = any(kwargs.get(k) is not None for k in ("collate_fn", "sampler", "batch_sampler"))
+        if not _batchable(dataset) or custom:
             super().__init__(dataset, batch_size=batch_size, shuffle=shuffle, **kwargs)
             return
         generator = kwargs.pop("generator", None)
@@ -384,7 +385,9 @@ class AutoWarmup(Callback):
             net.module_.load_state_dict(state)
             net.warmup_epochs = epoch  # the meta steps start with the next epoch
             if dataset_train is not None and epoch < net.max_epochs:
-                net.method.warmup_ended(net, lambda: _predict_table(net, dataset_train))
+                net.method.warmup_ended(
+                    net, lambda: net.predict_logits(dataset_train, net.device).softmax(1)
+                )
 
     def on_train_end(self, net, **kwargs):
         # training ended inside the warm-up (a cap beyond max_epochs): the model
@@ -395,15 +398,6 @@ class AutoWarmup(Callback):
         if state is not None and not getattr(net, "interrupted_", False):
             net.module_.load_state_dict(state)
             self.best_epoch_ = epoch
-
-
-def _predict_table(net, dataset):
-    """Probabilities of every row of the training table, in row order, on the net's device."""
-    with torch.random.fork_rng(devices=[]):
-        parts = [
-            p.softmax(1) for p in net.forward_iter(dataset, training=False, device=net.device)
-        ]
-    return torch.cat(parts)
 
 
 def _step_scale(optimizer, param, grad, lr):
@@ -722,14 +716,15 @@ class BiLevelNet(NeuralNet):
         return {"loss": loss, "y_pred": logits}
 
     # ------------------------------------------------------------ inference
-    def predict_logits(self, X):
-        """Logits for ``X`` (eval mode, no gradient), as a float32 tensor on CPU.
+    def predict_logits(self, X, device="cpu"):
+        """Logits for ``X`` (eval mode, no gradient), as a float32 tensor on ``device``.
 
         Run under a forked RNG state: a DataLoader draws its base seed from the
-        global torch generator, and predicting must not move the user's RNG.
+        global torch generator, and predicting must not move the user's RNG
+        (nor, during a fit, the shuffling of the next epochs).
         """
         with torch.random.fork_rng(devices=[]):
-            return self.forward(X, training=False, device="cpu")
+            return self.forward(X, training=False, device=device)
 
 
 def encode_targets(y, trusted):
