@@ -167,8 +167,9 @@ class BatchLoader(DataLoader):
     """A :class:`~torch.utils.data.DataLoader` that indexes whole batches.
 
     skorch's default loader asks its Dataset for one row at a time and stacks
-    the rows (``default_collate``); with a small network on CPU that is a third
-    of a plain training epoch.  This loader draws the same batches of row
+    the rows (``default_collate``); for the default MLP on CPU that was a
+    fifth of a plain training epoch (``benchmarks/README.md``), and most of
+    a prediction's time.  This loader draws the same batches of row
     indices (the same ``RandomSampler`` or ``SequentialSampler`` in a
     ``BatchSampler``, drawing from the same random generators in the same
     order, so a seeded fit gives the same model to the bit) and reads each batch
