@@ -224,7 +224,8 @@ def _fit_method(name, case, settings, seed, cache):
     """Fit one library method or peer.
 
     Returns ``(test_pred, corrected_labels, seconds)``, and for the library's
-    classifier also ``{"epochs_run": n_iter_, "best_epoch": best_epoch_}``.
+    classifier also ``{"epochs_run": n_iter_, "best_epoch": best_epoch_,
+    "warmup_epochs": warmup_epochs_}``.
     """
     meta = {"X_meta": case.X_meta, "y_meta": case.y_meta}
     start = time.perf_counter()
@@ -248,7 +249,11 @@ def _fit_method(name, case, settings, seed, cache):
         elapsed = time.perf_counter() - start
         if name == "ce":
             cache["ce"] = (clf, elapsed)
-        epochs = {"epochs_run": clf.n_iter_, "best_epoch": clf.best_epoch_}
+        epochs = {
+            "epochs_run": clf.n_iter_,
+            "best_epoch": clf.best_epoch_,
+            "warmup_epochs": clf.warmup_epochs_,
+        }
         return clf.predict(case.X_test), clf.corrected_labels_, elapsed, epochs
     if name == "trusted_only":
         clf = MLPClassifier(max_epochs=settings["trusted_epochs"], random_state=seed)

@@ -272,9 +272,9 @@ class MetaLabelCorrectionClassifier(ClassifierMixin, BaseEstimator):
         With ``early_stopping``, the rows of ``X`` held out of training.
     warmup_epochs_ : int
         Epochs of warm-up run before the meta steps started (at most
-        ``max_epochs``); with ``warmup_epochs="auto"`` the network the meta
-        phase started from is that of the warm-up epoch with the best
-        ``warmup_acc``.
+        ``max_epochs``; 0 for ``ce`` and ``glc``, which have none); with
+        ``warmup_epochs="auto"`` the network the meta phase started from is
+        that of the warm-up epoch with the best ``warmup_acc``.
     n_iter_ : int
         Epochs completed (fewer than ``max_epochs`` after a KeyboardInterrupt,
         which ``fit`` turns into a warning, keeping the model trained so far;
@@ -695,7 +695,9 @@ class MetaLabelCorrectionClassifier(ClassifierMixin, BaseEstimator):
         self.net_ = net
         self.history_ = net.history
         self.n_iter_ = sum("train_loss" in row for row in net.history)
-        self.warmup_epochs_ = min(int(net.warmup_epochs), self.n_iter_)
+        # a method without meta steps (ce, glc) has no warm-up to report
+        uses_meta_step = self.method_.uses_meta_step
+        self.warmup_epochs_ = min(int(net.warmup_epochs), self.n_iter_) if uses_meta_step else 0
         self._set_early_stopping_attributes(net, held, noisy_rows, len(y))
         self._set_corrections(net, X_n, y_n_enc, y_t_enc, noisy_rows, len(y), fit_rows, held)
 

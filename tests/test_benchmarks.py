@@ -194,6 +194,22 @@ def test_accuracy_sets_a_parameter_on_library_methods_only(tmp_path_factory):
     assert runs["ce+trusted"]["best_epoch"] is None  # a peer: fitted as it always is
 
 
+def test_accuracy_records_the_warm_up_each_library_fit_ran(tmp_path_factory):
+    report, _ = _run(
+        "accuracy",
+        tmp_path_factory,
+        "--methods",
+        "ce,mlc",
+        "--peers",
+        "ce+trusted",
+        "--set",
+        "warmup_epochs=1",
+    )
+    runs = {r["method"]: r for r in report["runs"]}
+    assert runs["mlc"]["warmup_epochs"] == 1  # quick mode: 1 of 2 epochs
+    assert runs["ce"]["warmup_epochs"] == 0  # no meta steps, no warm-up
+
+
 def test_accuracy_refuses_an_unknown_or_fixed_parameter():
     mod = _accuracy_module()
     for bad in ("early_stoping=true", "max_epochs=3", "early_stopping"):
