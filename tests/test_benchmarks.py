@@ -174,38 +174,25 @@ def test_early_stopped_peer_keeps_its_best_epoch(sym40):
     assert (clf.predict(X[val]) == y_val).mean() == pytest.approx(max(scores))
 
 
+def _ce_mlc_and_a_peer(tmp_path_factory, setting):
+    """Quick accuracy run of ``ce``, ``mlc`` and the ``ce+trusted`` peer with ``--set``."""
+    args = ("--methods", "ce,mlc", "--peers", "ce+trusted", "--set", setting)
+    report, table = _run("accuracy", tmp_path_factory, *args)
+    return report, table, {r["method"]: r for r in report["runs"]}
+
+
 def test_accuracy_sets_a_parameter_on_library_methods_only(tmp_path_factory):
     """``--set early_stopping=true`` reaches every library fit, and no peer."""
-    report, table = _run(
-        "accuracy",
-        tmp_path_factory,
-        "--methods",
-        "ce,mlc",
-        "--peers",
-        "ce+trusted",
-        "--set",
-        "early_stopping=true",
-    )
+    report, table, runs = _ce_mlc_and_a_peer(tmp_path_factory, "early_stopping=true")
     assert report["settings"]["params"] == {"early_stopping": True}
     assert "Library methods fitted with early_stopping=True" in table
-    runs = {r["method"]: r for r in report["runs"]}
     for name in ("ce", "mlc"):
         assert 1 <= runs[name]["best_epoch"] <= runs[name]["epochs_run"] <= 2
     assert runs["ce+trusted"]["best_epoch"] is None  # a peer: fitted as it always is
 
 
 def test_accuracy_records_the_warm_up_each_library_fit_ran(tmp_path_factory):
-    report, _ = _run(
-        "accuracy",
-        tmp_path_factory,
-        "--methods",
-        "ce,mlc",
-        "--peers",
-        "ce+trusted",
-        "--set",
-        "warmup_epochs=1",
-    )
-    runs = {r["method"]: r for r in report["runs"]}
+    _, _, runs = _ce_mlc_and_a_peer(tmp_path_factory, "warmup_epochs=1")
     assert runs["mlc"]["warmup_epochs"] == 1  # quick mode: 1 of 2 epochs
     assert runs["ce"]["warmup_epochs"] == 0  # no meta steps, no warm-up
 
