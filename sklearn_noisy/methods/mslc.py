@@ -85,7 +85,9 @@ class MSLC(MetaMethod):
       (the paper starts correcting at epoch 80).  The first ``y~(t-1)`` of a
       row is the *average* of its predictions over the last ``init_epochs``
       warm-up epochs, as in the reference implementation; with no warm-up it
-      is the one-hot noisy label.
+      is the one-hot noisy label.  With the classifier's
+      ``warmup_epochs="auto"`` the warm-up's end is not known in advance: the
+      first ``y~(t-1)`` is then the prediction of the restored warm-up model.
     * **Training target**: ``target="soft"`` trains on ``y~`` itself (the
       paper, Eq. 6); ``target="hard"`` trains the real step on the one-hot
       ``argmax y~`` as the reference code does.  The virtual step always uses
@@ -188,7 +190,7 @@ class MSLC(MetaMethod):
         state.pred_count.fill_(1.0)
 
     def after_step(self, net, logits, y, idx):
-        if net.meta_active_:
+        if net.meta_active_ or net.auto_warmup:  # auto: see warmup_ended
             return
         first = net.warmup_epochs - int(self.init_epochs)
         if net.epoch_ >= first:
