@@ -143,3 +143,15 @@ def test_pickled_model_keeps_no_trusted_set(mslg_auto, sym80):
 def test_bad_warmup_value_names_the_argument(sym80):
     with pytest.raises(InvalidParameterError, match="warmup_epochs"):
         _fit(sym80, method="mslg", warmup_epochs="early")
+
+
+@pytest.mark.cuda
+def test_auto_warm_up_on_cuda(sym80):
+    """Trusted set, restored weights and mslc's first soft labels all stay on the GPU."""
+    _SpyMSLC.seen.clear()
+    clf = _fit(sym80, method=_SpyMSLC(), max_epochs=20, warmup_epochs="auto", device="cuda")
+    assert _SpyMSLC.seen["pred"].device.type == "cuda"
+    acc = clf.history_[:, "warmup_acc"]
+    assert 0 < clf.warmup_epochs_ == len(acc) <= 4  # mslc's cap: 20% of 20 epochs
+    clone = pickle.loads(pickle.dumps(clf))
+    np.testing.assert_allclose(clone.predict_proba(sym80.X_test).sum(1), 1.0, atol=1e-6)
