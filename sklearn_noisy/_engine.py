@@ -381,9 +381,7 @@ class AutoWarmup(Callback):
         else:
             self._misses += 1
         if self._misses >= self.patience or epoch >= net.warmup_epochs:
-            _, self.best_epoch_, state = self._best
-            self._best = (-1.0, None, None)
-            net.module_.load_state_dict(state)
+            self.best_epoch_ = self._restore_best(net)
             net.warmup_epochs = epoch  # the meta steps start with the next epoch
             if dataset_train is not None and epoch < net.max_epochs:
                 net.method.warmup_ended(
@@ -394,11 +392,17 @@ class AutoWarmup(Callback):
         # training ended inside the warm-up (a cap beyond max_epochs): the model
         # is the best warm-up epoch's all the same; after a user's interrupt it
         # is the model as trained so far.  No copy of the weights is kept.
+        if getattr(net, "interrupted_", False):
+            self._best = (-1.0, None, None)
+        elif self._best[2] is not None:
+            self.best_epoch_ = self._restore_best(net)
+
+    def _restore_best(self, net):
+        """Load the best warm-up epoch's weights, drop the copy; return that epoch."""
         _, epoch, state = self._best
         self._best = (-1.0, None, None)
-        if state is not None and not getattr(net, "interrupted_", False):
-            net.module_.load_state_dict(state)
-            self.best_epoch_ = epoch
+        net.module_.load_state_dict(state)
+        return epoch
 
 
 def _step_scale(optimizer, param, grad, lr):
