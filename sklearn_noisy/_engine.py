@@ -405,6 +405,35 @@ class AutoWarmup(Callback):
         return epoch
 
 
+def _param_group(optimizer, param):
+    """The optimizer's parameter group that holds ``param``."""
+    if len(optimizer.param_groups) == 1:
+        return optimizer.param_groups[0]
+    return next(g for g in optimizer.param_groups if any(p is param for p in g["params"]))
+
+
+def _lookahead(optimizer, param, grad):
+    """``param`` after one virtual step on ``grad`` (graph kept through ``grad``).
+
+    The step mirrors the real optimizer's: its weight decay (added to the
+    gradient, or applied to the weights first when it is decoupled, as in
+    AdamW) and, for Adam-like optimizers, its diagonal preconditioner
+    (:func:`_step_scale`).  Momentum is left out.
+    """
+    group = _param_group(optimizer, param)
+    lr, decay = group["lr"], group.get("weight_decay", 0.0)
+    start = param
+    if decay:
+        if group.get("decoupled_weight_decay", False):
+            start = param * (1.0 - lr * decay)
+        else:  # a constant of the meta parameters: no graph through it
+            grad = grad + decay * param.detach()
+    scale = _step_scale(optimizer, param, grad, lr)
+    if torch.is_tensor(scale):
+        return torch.addcmul(start, grad, scale, value=-1.0)
+    return start - scale * grad
+
+
 def _step_scale(optimizer, param, grad, lr):
     """Per-element size of the look-ahead step for ``param``: ``lr``, or a tensor.
 
@@ -417,9 +446,7 @@ def _step_scale(optimizer, param, grad, lr):
     state = optimizer.state.get(param)
     if not state or ("exp_avg_sq" not in state and "square_avg" not in state):
         return lr
-    group = optimizer.param_groups[0]
-    if len(optimizer.param_groups) > 1:
-        group = next(g for g in optimizer.param_groups if any(p is param for p in g["params"]))
+    group = _param_group(optimizer, param)
     eps = group.get("eps", 1e-8)
     g = grad.detach()
     if "exp_avg_sq" in state:  # Adam / AdamW: v_hat = v / (1 - beta2^t)
@@ -612,16 +639,10 @@ class BiLevelNet(NeuralNet):
         grads = torch.autograd.grad(
             loss, [params[k] for k in names], create_graph=True, allow_unused=True
         )
-        lr = self.optimizer_.param_groups[0]["lr"]
         lookahead = dict(params)
         for k, g in zip(names, grads):
-            if g is None:
-                continue
-            scale = _step_scale(self.optimizer_, params[k], g, lr)
-            if torch.is_tensor(scale):
-                lookahead[k] = torch.addcmul(params[k], g, scale, value=-1.0)
-            else:
-                lookahead[k] = params[k] - scale * g
+            if g is not None:
+                lookahead[k] = _lookahead(self.optimizer_, params[k], g)
         # the gradient for the actual step (see reuse_virtual_grad); the look-ahead
         # needs it for every parameter, so only a full look-ahead has it all
         reused = None
