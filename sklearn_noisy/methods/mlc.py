@@ -74,6 +74,17 @@ class MLC(MetaMethod):
       one-step-old T makes no measurable difference: digits, 7 noise cases,
       seeds 0-4, test accuracy moved by +0.001 on average and -0.003 at worst.
       Pass ``reuse_virtual_grad=False`` for the paper's order.
+    * **Weight decay 5e-4** (the classifier's ``weight_decay=None`` resolves
+      to it; the paper uses 5e-4 on CIFAR, 1e-3 on Clothing1M, 5e-5 on
+      Twitter).  ``mlc`` keeps training on the noisy labels, through T, for
+      the whole meta phase, and without decay the network memorises them:
+      on MNIST at symmetric 80% its test accuracy peaked at 0.64 after 8
+      epochs and ended at 0.40.  Test accuracy without -> with the decay
+      (library defaults otherwise): MNIST, 2 seeds, mean over the seven noise
+      cases +0.044 (symmetric 80% 0.458 -> 0.635, 60% 0.749 -> 0.810);
+      mnist1d, 3 seeds, +0.016 (no case lost more than 0.004); digits, 5
+      seeds, +0.001 (symmetric 80% 0.856 -> 0.890, instance 40% 0.868 ->
+      0.882; the five other cases lost 0.005-0.011).
 
     Parameters
     ----------
@@ -105,6 +116,7 @@ class MLC(MetaMethod):
     learns_transition_matrix = True
     default_meta_lr = 3e-2
     default_reuse_virtual_grad = True  # see the classifier's reuse_virtual_grad
+    default_weight_decay = 5e-4  # see "Weight decay" above
 
     def __init__(self, init_diagonal=0.5, warmup_fraction=0.1, diagonally_dominant=True):
         self.init_diagonal = init_diagonal
