@@ -102,6 +102,15 @@ class _ProgressBar(ProgressBar):
         super().on_epoch_end(net, **kwargs)
 
 
+def _takes_argument(func, name):
+    """Whether ``func`` (a function or class) accepts the keyword ``name``."""
+    try:
+        params = inspect.signature(func).parameters
+    except (TypeError, ValueError):
+        return True  # no signature to read: let the call itself decide
+    return name in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
+
+
 class MetaLabelCorrectionClassifier(ClassifierMixin, BaseEstimator):
     """Classifier trained on noisy labels, corrected with a small trusted set.
 
@@ -138,7 +147,8 @@ class MetaLabelCorrectionClassifier(ClassifierMixin, BaseEstimator):
         ``5e-4`` for ``mlc`` and ``glc``, ``0`` for the others (see
         ``benchmarks/README.md``, "Weight decay").  The virtual step applies it
         as the real step does.  Exclusive with a ``weight_decay`` in
-        ``optimizer_params``.
+        ``optimizer_params``.  A method's default is not passed to an
+        ``optimizer`` that takes no ``weight_decay`` argument.
     optimizer : torch optimizer class, default=torch.optim.Adam
         Optimizer of the network's parameters.  The virtual step uses its live
         learning rate and, for Adam-like optimizers, its second-moment estimate.
@@ -570,6 +580,8 @@ class MetaLabelCorrectionClassifier(ClassifierMixin, BaseEstimator):
         decay = self.weight_decay
         if decay is None:
             decay = self.method_.default_weight_decay
+            if not _takes_argument(self.optimizer, "weight_decay"):
+                decay = 0.0  # a custom optimizer without decay keeps working
         if decay:
             params["weight_decay"] = float(decay)
         return params

@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+import torch
 from sklearn.utils._param_validation import InvalidParameterError
 
 from sklearn_noisy import MetaLabelCorrectionClassifier
@@ -68,3 +69,24 @@ def test_the_virtual_step_applies_the_decay(pair40, monkeypatch):
     # so only the decay term separates the two look-ahead steps
     assert seen[0] > free[0] * 1.01
     assert np.isfinite(seen).all()
+
+
+class _PlainSGD(torch.optim.Optimizer):
+    """An optimizer without a ``weight_decay`` argument."""
+
+    def __init__(self, params, lr=0.01):
+        super().__init__(params, {"lr": lr})
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is not None:
+                    p.add_(p.grad, alpha=-group["lr"])
+
+
+def test_method_default_skips_an_optimizer_without_weight_decay(pair40):
+    clf = _fit(pair40, "mlc", optimizer=_PlainSGD)
+    assert "weight_decay" not in clf.net_.optimizer_.param_groups[0]
+    with pytest.raises(TypeError, match="weight_decay"):  # asked for: the optimizer says no
+        _fit(pair40, "mlc", optimizer=_PlainSGD, weight_decay=1e-3)
