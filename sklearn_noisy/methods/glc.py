@@ -36,9 +36,10 @@ class GLC(MetaMethod):
     Both stages train with weight decay 5e-4 (the classifier's
     ``weight_decay=None`` resolves to it; the GLC setup on CIFAR, as the MLC
     paper reports it): a less overconfident first network gives a better T,
-    and the decay slows the memorisation of the noisy labels.  Test accuracy without -> with it, mean
-    over the seven noise cases of the benchmark: digits (5 seeds) +0.029,
-    MNIST (2 seeds) +0.006, mnist1d (3 seeds) +0.009.
+    and the decay slows the memorisation of the noisy labels.  Test accuracy
+    without -> with it, mean over the seven noise cases of the benchmark:
+    digits (5 seeds) +0.029, MNIST (2 seeds) +0.006, mnist1d (3 seeds)
+    +0.009.
 
     Examples
     --------
