@@ -428,14 +428,17 @@ def _lookahead(optimizer, param, grad):
             start = param * (1.0 - lr * decay)
         else:  # a constant of the meta parameters: no graph through it
             grad = grad + decay * param.detach()
-    scale = _step_scale(optimizer, param, grad, lr)
+    scale = _step_scale(optimizer.state.get(param), group, grad)
     if torch.is_tensor(scale):
         return torch.addcmul(start, grad, scale, value=-1.0)
     return start - scale * grad
 
 
-def _step_scale(optimizer, param, grad, lr):
-    """Per-element size of the look-ahead step for ``param``: ``lr``, or a tensor.
+def _step_scale(state, group, grad):
+    """Per-element size of the look-ahead step: the group's ``lr``, or a tensor.
+
+    ``state`` is the optimizer's state of the parameter (``None`` before its
+    first step), ``group`` its parameter group.
 
     For Adam-like optimizers (Adam, AdamW, RMSprop) this is ``lr`` times the
     diagonal preconditioner, ``lr / (sqrt(v_hat) + eps)``, with the second-moment
@@ -443,10 +446,9 @@ def _step_scale(optimizer, param, grad, lr):
     will do, so the look-ahead step is bounded the way Adam's is (an old, tiny
     estimate would blow it up).  Computed without a graph, in place where it can.
     """
-    state = optimizer.state.get(param)
+    lr = group["lr"]
     if not state or ("exp_avg_sq" not in state and "square_avg" not in state):
         return lr
-    group = _param_group(optimizer, param)
     eps = group.get("eps", 1e-8)
     g = grad.detach()
     if "exp_avg_sq" in state:  # Adam / AdamW: v_hat = v / (1 - beta2^t)
