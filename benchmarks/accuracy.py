@@ -25,6 +25,12 @@ rows, share of wrong labels fixed, share of right labels broken, fit time and
 its ratio to ``ce``.  Nothing looks at the test set except the final score:
 epochs and hyper-parameters are the defaults users get.
 
+Each run also prints an overview per dataset (every library method's mean test
+accuracy per case beside the best non-oracle peer and ``trusted_only``).  To
+spread a long run over processes, give each its own seeds (``--first-seed``) or
+datasets and write ``--json`` reports; ``--report A.json B.json`` then prints
+the tables of their runs merged, fitting nothing.
+
 ``--quick`` runs one small configuration in well under a minute (used by the
 tests so that this file cannot rot).
 """
@@ -525,12 +531,59 @@ def goals(summary, methods):
 
 
 # --------------------------------------------------------------------- output
+def _overview(report) -> list[str]:
+    """One table per dataset: mean test accuracy of every library method per case,
+    beside the best non-oracle peer and the trusted-only model."""
+    methods = report["settings"]["methods"]
+    acc = {
+        (s["dataset"], s["noise"], s["rate"], s["method"]): s["test_accuracy_mean"]
+        for s in report["summary"]
+        if "test_accuracy_mean" in s
+    }
+    goal = {(g["dataset"], g["noise"], g["rate"]): g for g in report["goals"]}
+    lines = []
+    for dataset in dict.fromkeys(g["dataset"] for g in report["goals"]):
+        keys = [k for k in goal if k[0] == dataset]
+        shown = [m for m in methods if any(k + (m,) in acc for k in keys)]
+        seeds = {s["n_seeds"] for s in report["summary"] if s["dataset"] == dataset}
+        n_seeds = "/".join(str(n) for n in sorted(seeds))
+        lines += [
+            f"### {dataset}: test accuracy, mean over {n_seeds} seeds",
+            "",
+            "| case | " + " | ".join(shown) + " | best non-oracle peer | trusted_only | goal |",
+            "|---" * (len(shown) + 4) + "|",
+        ]
+        for key in keys:
+            g = goal[key]
+            cells = []
+            for m in shown:
+                a = acc.get(key + (m,))
+                text = "" if a is None else f"{a:.3f}"
+                cells.append(f"**{text}**" if m == g.get("best_library") else text)
+            peer = f"{g['best_peer']} {g['best_peer_acc']:.3f}" if "best_peer" in g else ""
+            trusted = acc.get(key + ("trusted_only",))
+            met = g.get("best_library_beats_peers")
+            lines.append(
+                f"| {key[1]} {key[2]} | " + " | ".join(cells) + f" | {peer} | "
+                + ("" if trusted is None else f"{trusted:.3f}")
+                + f" | {'' if met is None else ('met' if met else 'NOT met')} |"
+            )  # fmt: skip
+        lines += [
+            "",
+            "Bold: the best library method of the case; goal: whether it beats every "
+            "non-oracle peer (the goal lines below give the rest).",
+            "",
+        ]
+    return lines
+
+
 def format_table(report) -> str:
     lines = []
     params = report["settings"].get("params")
     if params:
         given = ", ".join(f"{k}={v!r}" for k, v in params.items())
         lines += [f"Library methods fitted with {given} (peers unchanged).", ""]
+    lines += _overview(report)
     order = {n: i for i, n in enumerate(report["settings"]["methods"] + PEERS)}
     cases = []
     for s in report["summary"]:
@@ -589,6 +642,80 @@ def format_table(report) -> str:
     return "\n".join(lines)
 
 
+# settings that reports must share for their runs to be merged into one table
+MERGE_SETTINGS = (
+    "epochs",
+    "trusted_epochs",
+    "finetune_lr",
+    "cv_folds",
+    "meta_every",
+    "params",
+    "meta_per_class",
+    "device",
+    "quick",
+)
+
+
+def _union(lists):
+    return list(dict.fromkeys(item for items in lists for item in items))
+
+
+def merge_reports(reports, names):
+    """One report from the runs of several (e.g. seeds or datasets run in separate
+    processes), summarised and judged anew.
+
+    The reports must come from the same library commit and share the settings in
+    ``MERGE_SETTINGS``; an entry fitted twice on the same case and seed is refused.
+    """
+    first = reports[0]
+    for report, name in zip(reports[1:], names[1:]):
+        for key in MERGE_SETTINGS:
+            if report["settings"].get(key) != first["settings"].get(key):
+                raise ValueError(
+                    f"{name} was run with {key}={report['settings'].get(key)!r} and "
+                    f"{names[0]} with {key}={first['settings'].get(key)!r}: their runs do "
+                    "not belong in one table."
+                )
+        if report["machine"].get("git") != first["machine"].get("git"):
+            raise ValueError(
+                f"{name} comes from library commit {report['machine'].get('git')} and "
+                f"{names[0]} from {first['machine'].get('git')}: their runs do not belong "
+                "in one table."
+            )
+    methods = sorted(set(_union(r["settings"]["methods"] for r in reports)))
+    peers = [p for p in PEERS if any(p in r["settings"]["peers"] for r in reports)]
+    runs, seen = [], {}
+    for report, name in zip(reports, names):
+        for run in report["runs"]:
+            key = (run["dataset"], run["noise"], run["rate"], run["seed"], run["method"])
+            if key in seen:
+                raise ValueError(
+                    f"{name} and {seen[key]} both fitted {key[4]} on {key[0]} {key[1]} "
+                    f"{key[2]} seed {key[3]}."
+                )
+            seen[key] = name
+            runs.append({**run, "kind": _kind(run["method"], methods)})
+    settings = {
+        **first["settings"],
+        "datasets": _union(r["settings"]["datasets"] for r in reports),
+        "cases": _union([tuple(c) for c in r["settings"]["cases"]] for r in reports),
+        "seeds": sorted(set(_union(r["settings"]["seeds"] for r in reports))),
+        "methods": methods,
+        "peers": peers,
+        "commands": [r["settings"]["command"] for r in reports],
+    }
+    skipped = {k: v for r in reports for k, v in r["skipped"].items() if k not in seen}
+    summary = summarise(runs)
+    return {
+        "machine": first["machine"],
+        "settings": settings,
+        "skipped": skipped,
+        "runs": runs,
+        "summary": summary,
+        "goals": goals(summary, methods),
+    }
+
+
 def _parse_cases(text):
     cases = []
     for item in text.split(","):
@@ -629,7 +756,13 @@ def main(argv=None):
         default=",".join(f"{k}:{r}" for k, r in CASES),
         help="comma-separated kind:rate (default: the issue's seven cases)",
     )
-    parser.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1")
+    parser.add_argument("--seeds", type=int, default=3, help="N seeds (0..N-1)")
+    parser.add_argument(
+        "--first-seed",
+        type=int,
+        default=0,
+        help="start the seeds here: --first-seed 3 --seeds 2 runs seeds 3 and 4",
+    )
     parser.add_argument("--methods", default=None, help="library methods (default: all)")
     parser.add_argument("--peers", default=",".join(PEERS), help="peers ('' for none)")
     parser.add_argument("--epochs", type=int, default=50, help="max_epochs (the default)")
@@ -661,14 +794,37 @@ def main(argv=None):
         action="store_true",
         help="digits, symmetric 0.4, one seed, 2 epochs: a smoke run in well under a minute",
     )
+    parser.add_argument(
+        "--report",
+        nargs="+",
+        metavar="JSON",
+        default=None,
+        help="fit nothing: print the tables of these --json reports, their runs merged "
+        "(e.g. seeds run in separate processes; same library commit and settings); "
+        "--json writes the merged report",
+    )
     args = parser.parse_args(argv)
+    if args.report:
+        reports = []
+        for path in args.report:
+            with open(path) as fh:
+                reports.append(json.load(fh))
+        try:
+            report = merge_reports(reports, args.report)
+        except ValueError as exc:
+            parser.error(str(exc))
+        print(format_table(report))
+        if args.json:
+            with open(args.json, "w") as fh:
+                json.dump(report, fh, indent=2)
+        return report
     if args.threads:
         torch.set_num_threads(args.threads)
 
     settings = {
         "datasets": args.datasets.split(","),
         "cases": _parse_cases(args.cases),
-        "seeds": list(range(args.seeds)),
+        "seeds": list(range(args.first_seed, args.first_seed + args.seeds)),
         "methods": args.methods.split(",") if args.methods else available_methods(),
         "peers": [p for p in args.peers.split(",") if p],
         "epochs": args.epochs,
@@ -685,7 +841,7 @@ def main(argv=None):
         settings.update(
             datasets=["digits"],
             cases=[("symmetric", 0.4)],
-            seeds=[0],
+            seeds=[args.first_seed],
             epochs=2,
             trusted_epochs=5,
             cv_folds=2,

@@ -202,3 +202,78 @@ def test_accuracy_refuses_an_unknown_or_fixed_parameter():
     for bad in ("early_stoping=true", "max_epochs=3", "early_stopping"):
         with pytest.raises(SystemExit):
             mod.main(["--quick", "--set", bad])
+
+
+def _another_seed(report, seed, shift):
+    """A copy of ``report`` as if its runs had been fitted on ``seed``, every test
+    accuracy moved by ``shift``."""
+    other = json.loads(json.dumps(report))
+    other["settings"]["seeds"] = [seed]
+    for run in other["runs"]:
+        run["seed"] = seed
+        run["test_accuracy"] += shift
+    return other
+
+
+def _write(tmp_path, name, report):
+    path = tmp_path / name
+    path.write_text(json.dumps(report))
+    return str(path)
+
+
+def test_accuracy_merges_reports_of_separate_runs(accuracy, tmp_path, capsys):
+    """``--report`` summarises the runs of several reports as one: means over every
+    seed, goals judged anew, an overview table per dataset."""
+    report, _ = accuracy
+    mod = _accuracy_module()
+    first = _write(tmp_path, "a.json", report)
+    second = _write(tmp_path, "b.json", _another_seed(report, seed=1, shift=-0.1))
+    out = str(tmp_path / "merged.json")
+    merged = mod.main(["--report", first, second, "--json", out])
+    table = capsys.readouterr().out
+    assert json.loads(Path(out).read_text())["summary"] == merged["summary"]
+    assert merged["settings"]["seeds"] == [0, 1]
+    assert len(merged["runs"]) == 2 * len(report["runs"])
+    single = {s["method"]: s for s in report["summary"]}
+    for s in merged["summary"]:
+        assert s["n_seeds"] == 2
+        expected = single[s["method"]]["test_accuracy_mean"] - 0.05
+        assert s["test_accuracy_mean"] == pytest.approx(expected)
+        assert s["test_accuracy_std"] == pytest.approx(0.05)
+    assert "### digits: test accuracy, mean over 2 seeds" in table
+    (goal,) = merged["goals"]
+    lib = [s for s in merged["summary"] if s["kind"] == "library"]
+    best = max(lib, key=lambda s: s["test_accuracy_mean"])
+    assert goal["best_library"] == best["method"]
+    assert f"**{best['test_accuracy_mean']:.3f}**" in table  # bold in the overview
+
+
+@pytest.mark.parametrize(
+    "seed, change, message",
+    [
+        (0, {}, "both fitted"),  # the same runs twice
+        (1, {"machine": {"git": "0000000"}}, "library commit"),
+        (1, {"settings": {"params": {"weight_decay": 0.0}}}, "params="),
+    ],
+)
+def test_accuracy_refuses_to_merge_runs_that_do_not_belong_together(
+    accuracy, tmp_path, capsys, seed, change, message
+):
+    report, _ = accuracy
+    mod = _accuracy_module()
+    other = _another_seed(report, seed=seed, shift=0.0)
+    for part, values in change.items():
+        other[part].update(values)
+    paths = [_write(tmp_path, "a.json", report), _write(tmp_path, "b.json", other)]
+    with pytest.raises(SystemExit):
+        mod.main(["--report", *paths])
+    assert message in capsys.readouterr().err
+
+
+def test_accuracy_starts_the_seeds_where_asked():
+    """``--first-seed`` lets separate processes share out the seeds."""
+    mod = _accuracy_module()
+    args = ["--quick", "--methods", "ce", "--peers", "", "--threads", "1"]
+    report = mod.main([*args, "--first-seed", "4"])
+    assert report["settings"]["seeds"] == [4]
+    assert {r["seed"] for r in report["runs"]} == {4}
