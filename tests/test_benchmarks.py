@@ -277,3 +277,34 @@ def test_accuracy_starts_the_seeds_where_asked():
     report = mod.main([*args, "--first-seed", "4"])
     assert report["settings"]["seeds"] == [4]
     assert {r["seed"] for r in report["runs"]} == {4}
+
+
+def _roundtrip_module():
+    spec = importlib.util.spec_from_file_location("bench_rt", BENCH / "cuda_roundtrip.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_cuda_roundtrip_script_checks_what_it_wrote(tmp_path, capsys):
+    """The GPU check's pickle round trip, both halves on CPU: every method loads and
+    predicts what it predicted when saved, and a changed prediction is caught."""
+    import gzip
+    import pickle
+
+    mod = _roundtrip_module()
+    path = tmp_path / "models.pkl.gz"
+    assert mod.main(["write", str(path), "--device", "cpu"]) == 0
+    assert mod.main(["check", str(path)]) == 0
+    out = capsys.readouterr().out
+    for method in available_methods():
+        assert f"{method:<6} fitted on cpu, loaded on ['cpu']" in out
+    with gzip.open(path, "rb") as fh:
+        saved = pickle.load(fh)
+    clf, proba, where = saved["models"]["mlc"]
+    saved["models"]["mlc"] = (clf, proba[:, ::-1], where)
+    with gzip.open(path, "wb") as fh:
+        pickle.dump(saved, fh)
+    assert mod.main(["check", str(path)]) == 1
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in lines if line.endswith("FAILED")] == ["mlc"]
