@@ -73,7 +73,7 @@ cat "$OUT/env.txt"
 
 part tests 200 python3 -m pytest -q -p no:cacheprovider -n 8 -m "not slow" \
     --ignore=tests/test_docs.py --ignore=tests/test_notebook.py \
-    --ignore=tests/test_lint.py tests
+    --ignore=tests/test_lint.py tests sklearn_noisy
 part roundtrip 60 python3 benchmarks/cuda_roundtrip.py write "$OUT/cuda_models.pkl.gz" \
     --device "$DEVICE"
 part speed 170 python3 benchmarks/speed.py --epochs 2 --repeats 2 --no-memory \
