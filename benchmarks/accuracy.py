@@ -499,8 +499,8 @@ def goals(summary, methods):
     """The issue's goals per case, evaluated on mean test accuracy."""
     paper = [m for m in methods if m not in ("ce", "glc")]
     out = []
-    cases = sorted({(s["dataset"], s["noise"], s["rate"]) for s in summary})
-    for key in cases:
+    cases = dict.fromkeys((s["dataset"], s["noise"], s["rate"]) for s in summary)
+    for key in cases:  # in the order they were run
         rows = {
             s["method"]: s
             for s in summary
