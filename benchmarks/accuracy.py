@@ -453,6 +453,25 @@ def _git_state():
     return (commit + ("+dirty" if dirty else "")) or None
 
 
+def _same_library(a, b):
+    """Whether commits ``a`` and ``b`` hold the same ``sklearn_noisy/`` (a run of
+    the benchmark after a commit that touched only the scripts still merges)."""
+    import subprocess
+
+    if a == b:
+        return True
+    if not a or not b or a.endswith("+dirty") or b.endswith("+dirty"):
+        return False
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    try:
+        diff = subprocess.run(
+            ["git", "diff", "--quiet", a, b, "--", "sklearn_noisy"], cwd=root, capture_output=True
+        )
+    except OSError:
+        return False
+    return diff.returncode == 0
+
+
 def summarise(runs):
     """Mean (± std for test accuracy) over seeds per dataset, case and entry."""
     groups = {}
@@ -664,8 +683,9 @@ def merge_reports(reports, names):
     """One report from the runs of several (e.g. seeds or datasets run in separate
     processes), summarised and judged anew.
 
-    The reports must come from the same library commit and share the settings in
-    ``MERGE_SETTINGS``; an entry fitted twice on the same case and seed is refused.
+    The reports must come from commits with the same ``sklearn_noisy/`` and share
+    the settings in ``MERGE_SETTINGS``; an entry fitted twice on the same case and
+    seed is refused.  The merged report names every commit in ``machine["git"]``.
     """
     first = reports[0]
     for report, name in zip(reports[1:], names[1:]):
@@ -676,11 +696,11 @@ def merge_reports(reports, names):
                     f"{names[0]} with {key}={first['settings'].get(key)!r}: their runs do "
                     "not belong in one table."
                 )
-        if report["machine"].get("git") != first["machine"].get("git"):
+        if not _same_library(report["machine"].get("git"), first["machine"].get("git")):
             raise ValueError(
                 f"{name} comes from library commit {report['machine'].get('git')} and "
-                f"{names[0]} from {first['machine'].get('git')}: their runs do not belong "
-                "in one table."
+                f"{names[0]} from {first['machine'].get('git')}, whose sklearn_noisy/ "
+                "differ (or cannot be compared): their runs do not belong in one table."
             )
     methods = sorted(set(_union(r["settings"]["methods"] for r in reports)))
     peers = [p for p in PEERS if any(p in r["settings"]["peers"] for r in reports)]
@@ -706,8 +726,9 @@ def merge_reports(reports, names):
     }
     skipped = {k: v for r in reports for k, v in r["skipped"].items() if k not in seen}
     summary = summarise(runs)
+    commits = _union([r["machine"].get("git")] for r in reports)
     return {
-        "machine": first["machine"],
+        "machine": {**first["machine"], "git": " ".join(str(c) for c in commits)},
         "settings": settings,
         "skipped": skipped,
         "runs": runs,
