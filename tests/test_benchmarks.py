@@ -308,3 +308,23 @@ def test_cuda_roundtrip_script_checks_what_it_wrote(tmp_path, capsys):
     assert mod.main(["check", str(path)]) == 1
     lines = capsys.readouterr().out.splitlines()
     assert [line.split()[0] for line in lines if line.endswith("FAILED")] == ["mlc"]
+
+
+def test_accuracy_merges_runs_of_commits_with_the_same_library(accuracy, tmp_path, capsys):
+    """Two names of one commit (short and full hash) hold the same sklearn_noisy/:
+    the runs merge, and the merged report names both."""
+    report, _ = accuracy
+    mod = _accuracy_module()
+    full = subprocess.run(
+        ["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True
+    ).stdout.strip()
+    if not full:
+        pytest.skip("not a git checkout")
+    first = json.loads(json.dumps(report))
+    first["machine"]["git"] = full[:7]
+    second = _another_seed(report, seed=1, shift=0.0)
+    second["machine"]["git"] = full
+    paths = [_write(tmp_path, "a.json", first), _write(tmp_path, "b.json", second)]
+    merged = mod.main(["--report", *paths])
+    assert merged["machine"]["git"] == f"{full[:7]} {full}"
+    assert {s["n_seeds"] for s in merged["summary"]} == {2}
