@@ -645,10 +645,15 @@ def format_table(report) -> str:
         case = f"{g['dataset']} {g['noise']} {g['rate']}"
         text = (
             f"- {case}: best library method {g.get('best_library')} "
-            f"({g.get('best_library_acc', float('nan')):.3f}) vs best non-oracle peer "
-            f"{g.get('best_peer')} ({g.get('best_peer_acc', float('nan')):.3f}): "
-            f"{'met' if g.get('best_library_beats_peers') else 'NOT met'}"
+            f"({g.get('best_library_acc', float('nan')):.3f})"
         )
+        if "best_peer" in g:
+            text += (
+                f" vs best non-oracle peer {g['best_peer']} ({g['best_peer_acc']:.3f}): "
+                f"{'met' if g.get('best_library_beats_peers') else 'NOT met'}"
+            )
+        else:
+            text += " (no peers run)"
         if "paper_methods_not_beating_ce" in g:
             bad = g["paper_methods_not_beating_ce"]
             text += "; paper methods beat ce: " + ("all" if not bad else f"not {', '.join(bad)}")

@@ -328,3 +328,16 @@ def test_accuracy_merges_runs_of_commits_with_the_same_library(accuracy, tmp_pat
     merged = mod.main(["--report", *paths])
     assert merged["machine"]["git"] == f"{full[:7]} {full}"
     assert {s["n_seeds"] for s in merged["summary"]} == {2}
+
+
+def test_accuracy_goals_without_peers_say_so(accuracy, tmp_path, capsys):
+    """A run of library methods alone (``--peers ''``) has no peer to beat: its goal
+    lines say that, rather than "NOT met"."""
+    report, _ = accuracy
+    mod = _accuracy_module()
+    alone = json.loads(json.dumps(report))
+    alone["runs"] = [r for r in alone["runs"] if r["kind"] == "library"]
+    alone["settings"]["peers"] = []
+    mod.main(["--report", _write(tmp_path, "alone.json", alone)])
+    (line,) = [x for x in capsys.readouterr().out.splitlines() if x.startswith("- digits")]
+    assert "(no peers run)" in line and "NOT met" not in line and ": met" not in line
