@@ -42,6 +42,7 @@ import copy
 import json
 import os
 import platform
+import subprocess
 import sys
 import time
 import traceback
@@ -435,8 +436,6 @@ def _cpu_name():
 
 def _git_state():
     """Commit of the checkout, with ``+dirty`` when the library has local changes."""
-    import subprocess
-
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     try:
         commit = subprocess.run(
@@ -456,8 +455,6 @@ def _git_state():
 def _same_library(a, b):
     """Whether commits ``a`` and ``b`` hold the same ``sklearn_noisy/`` (a run of
     the benchmark after a commit that touched only the scripts still merges)."""
-    import subprocess
-
     if a == b:
         return True
     if not a or not b or a.endswith("+dirty") or b.endswith("+dirty"):
@@ -729,7 +726,8 @@ def merge_reports(reports, names):
         "peers": peers,
         "commands": [r["settings"]["command"] for r in reports],
     }
-    skipped = {k: v for r in reports for k, v in r["skipped"].items() if k not in seen}
+    fitted = {run["method"] for run in runs}
+    skipped = {k: v for r in reports for k, v in r["skipped"].items() if k not in fitted}
     summary = summarise(runs)
     commits = _union([r["machine"].get("git")] for r in reports)
     return {
@@ -839,11 +837,7 @@ def main(argv=None):
             report = merge_reports(reports, args.report)
         except ValueError as exc:
             parser.error(str(exc))
-        print(format_table(report))
-        if args.json:
-            with open(args.json, "w") as fh:
-                json.dump(report, fh, indent=2)
-        return report
+        return _output(report, args.json)
     if args.threads:
         torch.set_num_threads(args.threads)
 
@@ -879,10 +873,14 @@ def main(argv=None):
         ["python benchmarks/accuracy.py", *(sys.argv[1:] if argv is None else argv)]
     )
     report = run(settings, progress=lambda msg: print(msg, file=sys.stderr, flush=True))
-    table = format_table(report)
-    print(table)
-    if args.json:
-        with open(args.json, "w") as fh:
+    return _output(report, args.json)
+
+
+def _output(report, json_path):
+    """Print the report's tables; write it to ``json_path`` if given."""
+    print(format_table(report))
+    if json_path:
+        with open(json_path, "w") as fh:
             json.dump(report, fh, indent=2)
     return report
 

@@ -227,12 +227,16 @@ def test_accuracy_merges_reports_of_separate_runs(accuracy, tmp_path, capsys):
     report, _ = accuracy
     mod = _accuracy_module()
     first = _write(tmp_path, "a.json", report)
-    second = _write(tmp_path, "b.json", _another_seed(report, seed=1, shift=-0.1))
+    other = _another_seed(report, seed=1, shift=-0.1)
+    # a peer one process skipped and the other fitted is no longer "skipped"
+    other["skipped"] = {"cleanlab_mlp": "needs cleanlab (pip install cleanlab)"}
+    second = _write(tmp_path, "b.json", other)
     out = str(tmp_path / "merged.json")
     merged = mod.main(["--report", first, second, "--json", out])
     table = capsys.readouterr().out
     assert json.loads(Path(out).read_text())["summary"] == merged["summary"]
     assert merged["settings"]["seeds"] == [0, 1]
+    assert ("cleanlab_mlp" in merged["skipped"]) is not HAS_CLEANLAB
     assert len(merged["runs"]) == 2 * len(report["runs"])
     single = {s["method"]: s for s in report["summary"]}
     for s in merged["summary"]:
