@@ -37,8 +37,6 @@ def write(path, device):
         clf = MetaLabelCorrectionClassifier(
             method=method, max_epochs=4, warmup_epochs=1, device=device, random_state=0
         )
-        if method == "ce":
-            clf.set_params(warmup_epochs=None)  # ce has no meta phase to warm up for
         clf.fit(case.X, case.y_noisy, X_meta=case.X_meta, y_meta=case.y_meta)
         fitted_on = next(clf.net_.module_.parameters()).device.type
         models[method] = (clf, clf.predict_proba(case.X_test), fitted_on)
