@@ -133,12 +133,16 @@ def test_speed_reports_table_memory(speed):
     assert "1M samples x 100 classes" in table
 
 
-def _accuracy_module():
-    """``benchmarks/accuracy.py`` imported as a module (it is a script, not a package)."""
-    spec = importlib.util.spec_from_file_location("bench_accuracy", BENCH / "accuracy.py")
+def _script_module(name):
+    """``benchmarks/<name>.py`` imported as a module (a script, not a package)."""
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCH / f"{name}.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
+
+
+def _accuracy_module():
+    return _script_module("accuracy")
 
 
 def test_accuracy_peers_without_optional_packages():
@@ -283,20 +287,13 @@ def test_accuracy_starts_the_seeds_where_asked():
     assert {r["seed"] for r in report["runs"]} == {4}
 
 
-def _roundtrip_module():
-    spec = importlib.util.spec_from_file_location("bench_rt", BENCH / "cuda_roundtrip.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
 def test_cuda_roundtrip_script_checks_what_it_wrote(tmp_path, capsys):
     """The GPU check's pickle round trip, both halves on CPU: every method loads and
     predicts what it predicted when saved, and a changed prediction is caught."""
     import gzip
     import pickle
 
-    mod = _roundtrip_module()
+    mod = _script_module("cuda_roundtrip")
     path = tmp_path / "models.pkl.gz"
     assert mod.main(["write", str(path), "--device", "cpu"]) == 0
     assert mod.main(["check", str(path)]) == 0
