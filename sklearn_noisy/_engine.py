@@ -405,6 +405,72 @@ class AutoWarmup(Callback):
         return epoch
 
 
+class TailAveraging(Callback):
+    """Averages the module's weights over the last epochs of training.
+
+    Used with the classifier's ``average``.  At the end of each epoch in the
+    averaging window the module's state (weights and buffers) is added to a
+    running mean; when training ends, the module is given that mean.  The
+    window is the last ``ceil(fraction * max_epochs)`` epochs, and never
+    reaches into the warm-up: only models the method trained are averaged.
+
+    Why: at a constant learning rate the network trained on noisy labels
+    moves from epoch to epoch, and its test accuracy with it (``tmlc`` on
+    MNIST at symmetric 80%: between 0.73 and 0.79 over the last ten epochs);
+    which of those models a fit returns is then luck.  The average of the
+    last epochs' weights (stochastic weight averaging, Izmailov et al., 2018,
+    with one snapshot per epoch) sits in the middle of that walk.
+
+    Choices: one snapshot per epoch (per step would cost an update of every
+    weight per batch); BatchNorm running statistics are averaged like the
+    weights rather than recomputed on the training data; the method's meta
+    module (learned T, per-sample tables) keeps its last state.  A fit
+    interrupted by the user keeps the model as trained so far.
+
+    Attributes
+    ----------
+    n_averaged_ : int
+        Number of epochs whose weights were averaged.
+    """
+
+    def __init__(self, fraction):
+        self.fraction = fraction
+
+    def initialize(self):
+        self.n_averaged_ = 0
+        self._mean = None
+        return self
+
+    def first_epoch(self, net):
+        """The first epoch (1-based) of the averaging window."""
+        window = math.ceil(self.fraction * net.max_epochs)
+        start = net.max_epochs - window + 1
+        if net.method is not None and net.method.uses_meta_step:
+            start = max(start, net.warmup_epochs + 1)
+        return start
+
+    def on_epoch_end(self, net, **kwargs):
+        if net.epoch_ + 1 < self.first_epoch(net):
+            return
+        self.n_averaged_ += 1
+        with torch.no_grad():
+            state = net.module_.state_dict()
+            if self._mean is None:
+                self._mean = {k: v.detach().clone() for k, v in state.items()}
+                return
+            w = 1.0 / self.n_averaged_
+            for k, v in state.items():
+                if v.is_floating_point():
+                    self._mean[k].lerp_(v, w)
+                else:  # e.g. BatchNorm's batch counter: the last one
+                    self._mean[k].copy_(v)
+
+    def on_train_end(self, net, **kwargs):
+        mean, self._mean = self._mean, None  # no copy of the weights is pickled
+        if mean is not None and not getattr(net, "interrupted_", False):
+            net.module_.load_state_dict(mean)
+
+
 def _param_group(optimizer, param):
     """The optimizer's parameter group that holds ``param``."""
     if len(optimizer.param_groups) == 1:

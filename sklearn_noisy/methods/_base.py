@@ -196,8 +196,8 @@ class MetaMethod(BaseEstimator):
         (``history_`` shows the last run).
     default_meta_lr, default_meta_every, default_reuse_virtual_grad, default_weight_decay
         What the classifier's ``meta_lr``, ``meta_every``,
-        ``reuse_virtual_grad`` and ``weight_decay`` resolve to when they are
-        ``None``.
+        ``reuse_virtual_grad``, ``weight_decay`` and ``average`` resolve to
+        when they are ``None``.
     """
 
     name = "base"
@@ -213,6 +213,7 @@ class MetaMethod(BaseEstimator):
     default_meta_every = 1
     default_reuse_virtual_grad = False
     default_weight_decay = 0.0
+    default_average = 0.2  # every method but ce; see the classifier's average
 
     def default_warmup(self, max_epochs: int) -> int:
         return 0
