@@ -595,6 +595,13 @@ def _overview(report) -> list[str]:
 
 def format_table(report) -> str:
     lines = []
+    carried = report["settings"].get("carried_over")
+    if carried:
+        lines += [
+            f"Library commit {report['machine']['git']}; carried over from the runs at "
+            f"{carried['commit']}: {', '.join(carried['entries'])}.",
+            "",
+        ]
     params = report["settings"].get("params")
     if params:
         given = ", ".join(f"{k}={v!r}" for k, v in params.items())
@@ -681,29 +688,66 @@ def _union(lists):
     return list(dict.fromkeys(item for items in lists for item in items))
 
 
-def merge_reports(reports, names):
+def _check_settings(first, report, first_name, name):
+    for key in MERGE_SETTINGS:
+        if report["settings"].get(key) != first["settings"].get(key):
+            raise ValueError(
+                f"{name} was run with {key}={report['settings'].get(key)!r} and "
+                f"{first_name} with {key}={first['settings'].get(key)!r}: their runs do "
+                "not belong in one table."
+            )
+
+
+def merge_reports(reports, names, earlier=(), earlier_names=()):
     """One report from the runs of several (e.g. seeds or datasets run in separate
     processes), summarised and judged anew.
 
     The reports must come from commits with the same ``sklearn_noisy/`` and share
     the settings in ``MERGE_SETTINGS``; an entry fitted twice on the same case and
     seed is refused.  The merged report names every commit in ``machine["git"]``.
+
+    ``earlier`` reports (merged among themselves by the same rules) may come from
+    another library commit: they contribute the entries (methods or peers) that
+    ``reports`` did not fit at all, on their cases and seeds -- after a change
+    that moved some entries, the others need not be fitted again.  Which entries
+    came from which commit is kept in ``settings["carried_over"]`` and printed
+    above the tables.  That the carried entries are unaffected by the change is
+    for the caller to know (check it by fitting them once at the new commit).
     """
+    if earlier:
+        old = merge_reports(list(earlier), list(earlier_names))
+        new = merge_reports(reports, names)
+        _check_settings(new, old, names[0], earlier_names[0])
+        fitted = {run["method"] for run in new["runs"]}
+        carried = [m for m in _union([[r["method"] for r in old["runs"]]]) if m not in fitted]
+        old["runs"] = [r for r in old["runs"] if r["method"] in carried]
+        old["settings"]["methods"] = [m for m in old["settings"]["methods"] if m in carried]
+        old["settings"]["peers"] = [p for p in old["settings"]["peers"] if p in carried]
+        old["skipped"] = {k: v for k, v in old["skipped"].items() if k in carried}
+        merged = _merge([new, old], [names[0], earlier_names[0]])
+        merged["machine"]["git"] = new["machine"]["git"]
+        merged["settings"]["carried_over"] = {
+            "commit": old["machine"]["git"],
+            "entries": carried,
+            "commands": old["settings"]["commands"],
+        }
+        merged["settings"]["commands"] = new["settings"]["commands"]
+        return merged
     first = reports[0]
     for report, name in zip(reports[1:], names[1:]):
-        for key in MERGE_SETTINGS:
-            if report["settings"].get(key) != first["settings"].get(key):
-                raise ValueError(
-                    f"{name} was run with {key}={report['settings'].get(key)!r} and "
-                    f"{names[0]} with {key}={first['settings'].get(key)!r}: their runs do "
-                    "not belong in one table."
-                )
+        _check_settings(first, report, names[0], name)
         if not _same_library(report["machine"].get("git"), first["machine"].get("git")):
             raise ValueError(
                 f"{name} comes from library commit {report['machine'].get('git')} and "
                 f"{names[0]} from {first['machine'].get('git')}, whose sklearn_noisy/ "
                 "differ (or cannot be compared): their runs do not belong in one table."
             )
+    return _merge(reports, names)
+
+
+def _merge(reports, names):
+    """The runs of ``reports`` in one report (checked by the caller)."""
+    first = reports[0]
     methods = sorted(set(_union(r["settings"]["methods"] for r in reports)))
     peers = [p for p in PEERS if any(p in r["settings"]["peers"] for r in reports)]
     runs, seen = [], {}
@@ -724,7 +768,9 @@ def merge_reports(reports, names):
         "seeds": sorted(set(_union(r["settings"]["seeds"] for r in reports))),
         "methods": methods,
         "peers": peers,
-        "commands": [r["settings"]["command"] for r in reports],
+        "commands": _union(
+            r["settings"].get("commands", [r["settings"].get("command")]) for r in reports
+        ),
     }
     fitted = {run["method"] for run in runs}
     skipped = {k: v for r in reports for k, v in r["skipped"].items() if k not in fitted}
@@ -827,14 +873,29 @@ def main(argv=None):
         "(e.g. seeds run in separate processes; same library commit and settings); "
         "--json writes the merged report",
     )
+    parser.add_argument(
+        "--earlier",
+        nargs="+",
+        metavar="JSON",
+        default=None,
+        help="with --report: reports of an earlier library commit whose entries the "
+        "--report files did not fit are carried over (after a change that moved only "
+        "some entries); the tables say which and from which commit",
+    )
     args = parser.parse_args(argv)
+    if args.earlier and not args.report:
+        parser.error("--earlier goes with --report")
     if args.report:
         reports = []
         for path in args.report:
             with open(path) as fh:
                 reports.append(json.load(fh))
+        earlier = []
+        for path in args.earlier or []:
+            with open(path) as fh:
+                earlier.append(json.load(fh))
         try:
-            report = merge_reports(reports, args.report)
+            report = merge_reports(reports, args.report, earlier, args.earlier or [])
         except ValueError as exc:
             parser.error(str(exc))
         return _output(report, args.json)

@@ -342,3 +342,40 @@ def test_accuracy_goals_without_peers_say_so(accuracy, tmp_path, capsys):
     mod.main(["--report", _write(tmp_path, "alone.json", alone)])
     (line,) = [x for x in capsys.readouterr().out.splitlines() if x.startswith("- digits")]
     assert "(no peers run)" in line and "NOT met" not in line and ": met" not in line
+
+
+def test_accuracy_carries_over_the_entries_a_new_run_did_not_fit(accuracy, tmp_path, capsys):
+    """``--earlier``: after a change that moved some entries only, the others come
+    from the earlier commit's report, and the tables say so."""
+    report, _ = accuracy
+    mod = _accuracy_module()
+    old = json.loads(json.dumps(report))
+    old["machine"]["git"] = "0000000"
+    for run in old["runs"]:
+        run["test_accuracy"] -= 0.2
+    new = json.loads(json.dumps(report))
+    new["runs"] = [r for r in new["runs"] if r["method"] == "mlc"]
+    new["settings"].update(methods=["mlc"], peers=[])
+    new["skipped"] = {}
+    paths = [_write(tmp_path, "new.json", new), _write(tmp_path, "old.json", old)]
+    merged = mod.main(["--report", paths[0], "--earlier", paths[1]])
+    table = capsys.readouterr().out
+    before = {s["method"]: s["test_accuracy_mean"] for s in report["summary"]}
+    after = {s["method"]: s["test_accuracy_mean"] for s in merged["summary"]}
+    assert set(after) == set(before)
+    assert after["mlc"] == pytest.approx(before["mlc"])  # the new run's
+    for name in set(before) - {"mlc"}:
+        assert after[name] == pytest.approx(before[name] - 0.2)  # carried over
+    carried = merged["settings"]["carried_over"]
+    assert carried["commit"] == "0000000" and "mlc" not in carried["entries"]
+    assert set(carried["entries"]) == set(before) - {"mlc"}
+    assert merged["machine"]["git"] == report["machine"]["git"]
+    assert "carried over from the runs at 0000000: " in table
+    # settings must still agree, and --earlier needs --report
+    old["settings"]["epochs"] = 99
+    paths[1] = _write(tmp_path, "old.json", old)
+    with pytest.raises(SystemExit):
+        mod.main(["--report", paths[0], "--earlier", paths[1]])
+    assert "epochs=99" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        mod.main(["--quick", "--earlier", paths[1]])
