@@ -7,6 +7,7 @@ import torch
 from sklearn.utils._param_validation import InvalidParameterError
 
 from sklearn_noisy import MetaLabelCorrectionClassifier
+from sklearn_noisy.methods import MLC
 
 
 def _fit(case, method="mlc", **kw):
@@ -57,6 +58,14 @@ def test_the_window_never_reaches_into_the_warmup(sym40):
     assert _fit(sym40, "mlc", average=0.1).averaged_epochs_ == 1  # ceil(0.6)
     assert _fit(sym40, "ce", average=1.0).averaged_epochs_ == 6  # ce has no warm-up
     assert _fit(sym40, "mlc", average=1.0, warmup_epochs=6).averaged_epochs_ == 0
+
+
+def test_an_auto_warmup_moves_the_window_with_it(sym40):
+    """With warmup_epochs="auto" the window starts after the warm-up that actually ran."""
+    method = MLC(warmup_fraction=0.5)  # a cap of 6 epochs
+    clf = _fit(sym40, method, average=1.0, warmup_epochs="auto", max_epochs=12)
+    assert 1 <= clf.warmup_epochs_ <= 6
+    assert clf.averaged_epochs_ == clf.n_iter_ - clf.warmup_epochs_
 
 
 def test_averaging_with_batch_norm_keeps_running_statistics_finite(sym40):
