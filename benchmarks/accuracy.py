@@ -232,7 +232,7 @@ def _fit_method(name, case, settings, seed, cache):
 
     Returns ``(test_pred, corrected_labels, seconds)``, and for the library's
     classifier also ``{"epochs_run": n_iter_, "best_epoch": best_epoch_,
-    "warmup_epochs": warmup_epochs_}``.
+    "warmup_epochs": warmup_epochs_, "averaged_epochs": averaged_epochs_}``.
     """
     meta = {"X_meta": case.X_meta, "y_meta": case.y_meta}
     start = time.perf_counter()
@@ -260,6 +260,7 @@ def _fit_method(name, case, settings, seed, cache):
             "epochs_run": clf.n_iter_,
             "best_epoch": clf.best_epoch_,
             "warmup_epochs": clf.warmup_epochs_,
+            "averaged_epochs": clf.averaged_epochs_,
         }
         return clf.predict(case.X_test), clf.corrected_labels_, elapsed, epochs
     if name == "trusted_only":

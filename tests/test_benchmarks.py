@@ -199,6 +199,8 @@ def test_accuracy_records_the_warm_up_each_library_fit_ran(tmp_path_factory):
     _, _, runs = _ce_mlc_and_a_peer(tmp_path_factory, "warmup_epochs=1")
     assert runs["mlc"]["warmup_epochs"] == 1  # quick mode: 1 of 2 epochs
     assert runs["ce"]["warmup_epochs"] == 0  # no meta steps, no warm-up
+    # and the epochs its model averages: mlc's one meta epoch; ce keeps its last
+    assert runs["mlc"]["averaged_epochs"] == 1 and runs["ce"]["averaged_epochs"] == 0
 
 
 def test_accuracy_refuses_an_unknown_or_fixed_parameter():

@@ -196,8 +196,11 @@ class MetaMethod(BaseEstimator):
         (``history_`` shows the last run).
     default_meta_lr, default_meta_every, default_reuse_virtual_grad, default_weight_decay
         What the classifier's ``meta_lr``, ``meta_every``,
-        ``reuse_virtual_grad``, ``weight_decay`` and ``average`` resolve to
-        when they are ``None``.
+        ``reuse_virtual_grad`` and ``weight_decay`` resolve to when they are
+        ``None``.
+    default_average
+        What the classifier's ``average`` resolves to when it is ``None`` and
+        ``early_stopping`` is off: 0.2 for every method but ``ce``.
     """
 
     name = "base"
