@@ -236,14 +236,14 @@ class MetaLabelCorrectionClassifier(ClassifierMixin, BaseEstimator):
         are averaged (one snapshot per epoch, never from the warm-up); the
         fitted model is that average (``averaged_epochs_`` says of how many
         epochs).  ``0`` turns it off.  ``None`` takes the method's default:
-        0.2 (the last 10 of 50 epochs) for every method but ``ce``, the
-        baseline, which keeps its last epoch; 0 with ``early_stopping``,
-        which keeps one epoch's weights instead (a positive ``average`` with
-        it is an error).  At a constant learning rate a network trained on
-        noisy labels wanders from epoch to epoch, and its accuracy with it;
-        the average sits in the middle of that walk instead of wherever the
-        last epoch happened to end (see the user guide, "Averaging the last
-        epochs").
+        0.2 (the last 10 of 50 epochs), 0.5 for ``glc`` and ``mfrw``, and 0
+        for ``ce``, the baseline, which keeps its last epoch; 0 with
+        ``early_stopping``, which keeps one epoch's weights instead (a
+        positive ``average`` with it is an error).  At a constant learning
+        rate a network trained on noisy labels wanders from epoch to epoch,
+        and its accuracy with it; the average sits in the middle of that walk
+        instead of wherever the last epoch happened to end (see the user
+        guide, "Averaging the last epochs").
     train_on_meta : bool or "auto", default="auto"
         Whether the trusted rows are trained on as well (with cross-entropy);
         ``"auto"`` takes the method's default: ``True`` for every method but

@@ -200,7 +200,8 @@ class MetaMethod(BaseEstimator):
         ``None``.
     default_average
         What the classifier's ``average`` resolves to when it is ``None`` and
-        ``early_stopping`` is off: 0.2 for every method but ``ce``.
+        ``early_stopping`` is off: 0.2 here, 0.5 for ``glc`` and ``mfrw``, 0
+        for ``ce``.
     """
 
     name = "base"

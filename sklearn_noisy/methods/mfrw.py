@@ -130,6 +130,14 @@ class MFRW(MetaMethod):
       the weights of the advisor before its update, is faster but lost
       accuracy at high noise: digits, seeds 0-9, symmetric 60% 0.936 -> 0.926
       and 80% 0.872 -> 0.856.
+    * The network returned is the average of its weights over the last half
+      of ``max_epochs`` (the classifier's ``average=None`` resolves to 0.5;
+      0.2 for the other correcting methods): the advisor re-weights features
+      but the targets stay the given labels, so the network keeps moving to
+      the end.  Test accuracy, seeds 0-2, the last 20% -> the last 50%
+      averaged: MNIST symmetric 60% 0.754 -> 0.784 and 80% 0.567 -> 0.596,
+      digits instance 40% +0.006, symmetric 80% +0.001, mnist1d symmetric
+      80% +0.005, instance 40% -0.003.
 
     Fitted attribute added to the classifier: ``advisor_weight_``, shape
     ``(n_samples,)``, the mean advisor weight of each training row during the
@@ -163,6 +171,7 @@ class MFRW(MetaMethod):
     name = "mfrw"
     train_on_meta = True  # see MetaMethod.train_on_meta
     uses_meta_step = True
+    default_average = 0.5  # see "The network returned" above
 
     def __init__(
         self, embed_size=100, init_weight=0.9, warmup_fraction=0.1, saturation_penalty=0.1
