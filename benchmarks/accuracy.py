@@ -596,13 +596,14 @@ def _overview(report) -> list[str]:
 
 def format_table(report) -> str:
     lines = []
-    carried = report["settings"].get("carried_over")
+    carried = _carried_over(report)
     if carried:
+        lines.append(f"Library commit {report['machine']['git']}.")
         lines += [
-            f"Library commit {report['machine']['git']}; carried over from the runs at "
-            f"{carried['commit']}: {', '.join(carried['entries'])}.",
-            "",
+            f"Carried over from the runs at {c['commit']}: {', '.join(c['entries'])}."
+            for c in carried
         ]
+        lines.append("")
     params = report["settings"].get("params")
     if params:
         given = ", ".join(f"{k}={v!r}" for k, v in params.items())
@@ -714,6 +715,8 @@ def merge_reports(reports, names, earlier=(), earlier_names=()):
     came from which commit is kept in ``settings["carried_over"]`` and printed
     above the tables.  That the carried entries are unaffected by the change is
     for the caller to know (check it by fitting them once at the new commit).
+    An earlier report may itself be such a merge: its own carried entries keep
+    the commit they came from.
     """
     if earlier:
         old = merge_reports(list(earlier), list(earlier_names))
@@ -721,17 +724,28 @@ def merge_reports(reports, names, earlier=(), earlier_names=()):
         _check_settings(new, old, names[0], earlier_names[0])
         fitted = {run["method"] for run in new["runs"]}
         carried = [m for m in _union([[r["method"] for r in old["runs"]]]) if m not in fitted]
+        older = _carried_over(old)
+        own = [m for m in carried if not any(m in o["entries"] for o in older)]
+        provenance = []
+        if own:
+            provenance.append(
+                {
+                    "commit": old["machine"]["git"],
+                    "entries": own,
+                    "commands": old["settings"]["commands"],
+                }
+            )
+        for o in older:
+            still = [m for m in o["entries"] if m in carried]
+            if still:
+                provenance.append({**o, "entries": still})
         old["runs"] = [r for r in old["runs"] if r["method"] in carried]
         old["settings"]["methods"] = [m for m in old["settings"]["methods"] if m in carried]
         old["settings"]["peers"] = [p for p in old["settings"]["peers"] if p in carried]
         old["skipped"] = {k: v for k, v in old["skipped"].items() if k in carried}
         merged = _merge([new, old], [names[0], earlier_names[0]])
         merged["machine"]["git"] = new["machine"]["git"]
-        merged["settings"]["carried_over"] = {
-            "commit": old["machine"]["git"],
-            "entries": carried,
-            "commands": old["settings"]["commands"],
-        }
+        merged["settings"]["carried_over"] = provenance
         merged["settings"]["commands"] = new["settings"]["commands"]
         return merged
     first = reports[0]
@@ -744,6 +758,12 @@ def merge_reports(reports, names, earlier=(), earlier_names=()):
                 "differ (or cannot be compared): their runs do not belong in one table."
             )
     return _merge(reports, names)
+
+
+def _carried_over(report):
+    """A report's carried-over entries: a list of ``{"commit", "entries", "commands"}``."""
+    carried = report["settings"].get("carried_over") or []
+    return [carried] if isinstance(carried, dict) else list(carried)
 
 
 def _merge(reports, names):

@@ -368,11 +368,27 @@ def test_accuracy_carries_over_the_entries_a_new_run_did_not_fit(accuracy, tmp_p
     assert after["mlc"] == pytest.approx(before["mlc"])  # the new run's
     for name in set(before) - {"mlc"}:
         assert after[name] == pytest.approx(before[name] - 0.2)  # carried over
-    carried = merged["settings"]["carried_over"]
+    (carried,) = merged["settings"]["carried_over"]
     assert carried["commit"] == "0000000" and "mlc" not in carried["entries"]
     assert set(carried["entries"]) == set(before) - {"mlc"}
     assert merged["machine"]["git"] == report["machine"]["git"]
-    assert "carried over from the runs at 0000000: " in table
+    assert "Carried over from the runs at 0000000: " in table
+    # a later run on top of that merge: each carried entry keeps its own commit
+    later = json.loads(json.dumps(new))
+    later["runs"] = [{**r, "method": "ce"} for r in later["runs"]]
+    later["settings"]["methods"] = ["ce"]
+    later["machine"]["git"] = "1111111"
+    paths += [_write(tmp_path, "merged.json", merged), _write(tmp_path, "later.json", later)]
+    again = mod.main(["--report", paths[3], "--earlier", paths[2]])
+    provenance = {c["commit"]: set(c["entries"]) for c in again["settings"]["carried_over"]}
+    assert provenance == {
+        report["machine"]["git"]: {"mlc"},
+        "0000000": set(before) - {"mlc", "ce"},
+    }
+    by = {s["method"]: s["test_accuracy_mean"] for s in again["summary"]}
+    assert by["mlc"] == pytest.approx(before["mlc"])
+    assert by["ce"] == pytest.approx(before["mlc"])  # the later run's (mlc's runs, renamed)
+    assert by["trusted_only"] == pytest.approx(before["trusted_only"] - 0.2)
     # settings must still agree, and --earlier needs --report
     old["settings"]["epochs"] = 99
     paths[1] = _write(tmp_path, "old.json", old)
