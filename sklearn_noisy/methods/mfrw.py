@@ -136,8 +136,8 @@ class MFRW(MetaMethod):
       but the targets stay the given labels, so the network keeps moving to
       the end.  Test accuracy, seeds 0-2, the last 20% -> the last 50%
       averaged: MNIST symmetric 60% 0.754 -> 0.784 and 80% 0.567 -> 0.596,
-      digits instance 40% +0.006, symmetric 80% +0.001, mnist1d symmetric
-      80% +0.005, instance 40% -0.003.
+      digits instance 40% +0.006, symmetric 80% +0.002, mnist1d symmetric
+      80% +0.004, instance 40% -0.004.
 
     Fitted attribute added to the classifier: ``advisor_weight_``, shape
     ``(n_samples,)``, the mean advisor weight of each training row during the
