@@ -172,7 +172,6 @@ class MFRW(MetaMethod):
     train_on_meta = True  # see MetaMethod.train_on_meta
     uses_meta_step = True
     default_average = 0.5  # see "The network returned" above
-    default_meta_every = 2  # pilot
 
     def __init__(
         self, embed_size=100, init_weight=0.9, warmup_fraction=0.1, saturation_penalty=0.1

@@ -119,7 +119,6 @@ class MLC(MetaMethod):
     default_meta_lr = 3e-2
     default_reuse_virtual_grad = True  # see the classifier's reuse_virtual_grad
     default_weight_decay = 5e-4  # see "Weight decay" above
-    default_meta_every = 2  # pilot
 
     def __init__(self, init_diagonal=0.5, warmup_fraction=0.1, diagonally_dominant=True):
         self.init_diagonal = init_diagonal
