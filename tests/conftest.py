@@ -17,6 +17,21 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip)
 
 
+def interrupt_fits_after(monkeypatch, epoch):
+    """Make every fit raise KeyboardInterrupt, as a user's Ctrl-C would, at the end
+    of epoch ``epoch`` (1-based), before the callbacks see that epoch."""
+    from sklearn_noisy._engine import BiLevelNet
+
+    original = BiLevelNet.on_epoch_end
+
+    def interrupting(self, net, **kwargs):
+        original(self, net, **kwargs)
+        if len(self.history) == epoch:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(BiLevelNet, "on_epoch_end", interrupting)
+
+
 def make_case(kind="symmetric", rate=0.4, per_class=10, seed=0) -> NoisyCase:
     """Digits scaled to [0, 1], 30% test split, ``per_class`` trusted rows per class."""
     return make_noisy_case("digits", kind=kind, rate=rate, meta_per_class=per_class, seed=seed)

@@ -8,6 +8,7 @@ from sklearn.utils._param_validation import InvalidParameterError
 
 from sklearn_noisy import MetaLabelCorrectionClassifier
 from sklearn_noisy.methods import MLC
+from tests.conftest import interrupt_fits_after
 
 
 def _fit(case, method="mlc", **kw):
@@ -85,16 +86,7 @@ def test_no_copy_of_the_weights_is_pickled(sym40):
 
 
 def test_an_interrupted_fit_keeps_the_model_trained_so_far(sym40, monkeypatch):
-    from sklearn_noisy._engine import BiLevelNet
-
-    original = BiLevelNet.on_epoch_end
-
-    def interrupt_at_fifth(self, net, **kwargs):
-        original(self, net, **kwargs)
-        if len(self.history) == 5:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(BiLevelNet, "on_epoch_end", interrupt_at_fifth)
+    interrupt_fits_after(monkeypatch, 5)
     with pytest.warns(UserWarning, match="interrupted"):
         clf = _fit(sym40, "mlc", average=0.5)
     assert clf.n_iter_ == 4 and clf.averaged_epochs_ == 0

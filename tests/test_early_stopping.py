@@ -10,7 +10,7 @@ import pytest
 from sklearn.utils._param_validation import InvalidParameterError
 
 from sklearn_noisy import MetaLabelCorrectionClassifier
-from tests.conftest import make_case
+from tests.conftest import interrupt_fits_after, make_case
 
 
 @pytest.fixture(scope="module")
@@ -161,16 +161,7 @@ def test_bad_early_stopping_parameters_are_refused(sym60, kw):
 
 def test_user_interrupt_is_still_reported(sym60, monkeypatch):
     """A KeyboardInterrupt from the user still warns (early stopping raises one too)."""
-    from sklearn_noisy._engine import BiLevelNet
-
-    original = BiLevelNet.on_epoch_end
-
-    def interrupt_at_third(self, net, **kwargs):
-        original(self, net, **kwargs)
-        if len(self.history) == 3:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(BiLevelNet, "on_epoch_end", interrupt_at_third)
+    interrupt_fits_after(monkeypatch, 3)
     with pytest.warns(UserWarning, match="interrupted"):
         clf = _fit(sym60, method="ce", early_stopping=True)
     assert clf.n_iter_ == 2
