@@ -292,7 +292,9 @@ class MetaLabelCorrectionClassifier(ClassifierMixin, BaseEstimator):
         ``valid_loss`` and ``valid_acc`` (cross-entropy and accuracy of the
         held-out noisy rows against their given labels); with
         ``warmup_epochs="auto"``, ``warmup_acc`` for each warm-up epoch
-        (accuracy on the trusted set).
+        (accuracy on the trusted set); ``averaged`` (``True``) on the epochs
+        whose weights the model averages (see ``average``; a ``+`` in the
+        ``verbose`` log).
     best_epoch_ : int or None
         With ``early_stopping``, the epoch (1-based) whose weights the model
         holds; ``None`` without it, or when no epoch after the warm-up ran

@@ -421,6 +421,8 @@ class TailAveraging(Callback):
     last epochs' weights (stochastic weight averaging, Izmailov et al., 2018,
     with one snapshot per epoch) sits in the middle of that walk.
 
+    Each epoch in the window is marked ``averaged=True`` in the history.
+
     Choices: one snapshot per epoch (per step would cost an update of every
     weight per batch); BatchNorm running statistics are averaged like the
     weights rather than recomputed on the training data; the method's meta
@@ -453,6 +455,7 @@ class TailAveraging(Callback):
         if net.epoch_ + 1 < self.first_epoch(net):
             return
         self.n_averaged_ += 1
+        net.history.record("averaged", True)
         with torch.no_grad():
             state = net.module_.state_dict()
             if self._mean is None:

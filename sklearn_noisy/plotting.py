@@ -427,7 +427,9 @@ class TrainingHistoryDisplay:
 
     A quantity absent from some epochs (the meta step does not run during a
     method's warm-up) is drawn only where recorded; one absent from every
-    epoch gets no line.
+    epoch gets no line.  The epochs whose weights the fitted model averages
+    (marked ``averaged`` in the history; see the classifier's ``average``)
+    are shaded in every panel.
 
     Parameters
     ----------
@@ -438,6 +440,8 @@ class TrainingHistoryDisplay:
     ----------
     lines_ : dict of str to matplotlib Line2D
         The line of each quantity drawn.
+    averaged_epochs_ : list of int
+        The shaded epochs (empty when the model is the last epoch's).
     ax_ : ndarray of three matplotlib Axes
     figure_ : matplotlib Figure
 
@@ -504,7 +508,18 @@ class TrainingHistoryDisplay:
         rows = list(self.history)
         fig, axes = _axes(plt, ax, 3, width=4.0)
         self.lines_ = {}
+        self.averaged_epochs_ = [
+            row.get("epoch", i + 1) for i, row in enumerate(rows) if row.get("averaged")
+        ]
         for panel, (keys, ylabel) in zip(axes, self._PANELS):
+            if self.averaged_epochs_:
+                panel.axvspan(
+                    min(self.averaged_epochs_) - 0.5,
+                    max(self.averaged_epochs_) + 0.5,
+                    color="0.9",
+                    zorder=0,
+                    label="weights averaged",
+                )
             for key in keys:
                 points = [
                     (row.get("epoch", i + 1), row[key])
@@ -520,7 +535,7 @@ class TrainingHistoryDisplay:
                 panel.text(
                     0.5, 0.5, "not recorded", ha="center", va="center", transform=panel.transAxes
                 )
-            elif len(keys) > 1:
+            elif len(keys) > 1 or self.averaged_epochs_:
                 panel.legend()
         self.ax_ = np.array(axes, dtype=object)
         self.figure_ = fig

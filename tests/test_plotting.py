@@ -127,6 +127,21 @@ def test_history_display_shows_the_auto_warm_up():
     assert len(disp.ax_[1].lines) == 2 and disp.ax_[1].get_legend() is not None
 
 
+def test_history_display_shades_the_averaged_epochs(fitted):
+    """The epochs whose weights the model averages are shaded in every panel."""
+    disp = TrainingHistoryDisplay.from_estimator(fitted)
+    marked = [row["epoch"] for row in fitted.history_ if row.get("averaged")]
+    assert len(marked) == fitted.averaged_epochs_ > 0
+    assert disp.averaged_epochs_ == marked
+    for ax in disp.ax_:
+        (span,) = ax.patches
+        xs = span.get_patch_transform().transform(span.get_path().vertices)[:, 0]
+        assert (xs.min(), xs.max()) == (marked[0] - 0.5, marked[-1] + 0.5)
+    plain = [{"epoch": 1, "train_loss": 1.0}, {"epoch": 2, "train_loss": 0.5}]
+    disp = TrainingHistoryDisplay(plain).plot()
+    assert disp.averaged_epochs_ == [] and not any(ax.patches for ax in disp.ax_)
+
+
 def test_history_display_missing_keys():
     history = [{"epoch": 1, "train_loss": 1.0}, {"epoch": 2, "train_loss": 0.5}]
     disp = TrainingHistoryDisplay(history).plot()
