@@ -722,32 +722,7 @@ def merge_reports(reports, names, earlier=(), earlier_names=()):
         old = merge_reports(list(earlier), list(earlier_names))
         new = merge_reports(reports, names)
         _check_settings(new, old, names[0], earlier_names[0])
-        fitted = {run["method"] for run in new["runs"]}
-        carried = [m for m in _union([[r["method"] for r in old["runs"]]]) if m not in fitted]
-        older = _carried_over(old)
-        own = [m for m in carried if not any(m in o["entries"] for o in older)]
-        provenance = []
-        if own:
-            provenance.append(
-                {
-                    "commit": old["machine"]["git"],
-                    "entries": own,
-                    "commands": old["settings"]["commands"],
-                }
-            )
-        for o in older:
-            still = [m for m in o["entries"] if m in carried]
-            if still:
-                provenance.append({**o, "entries": still})
-        old["runs"] = [r for r in old["runs"] if r["method"] in carried]
-        old["settings"]["methods"] = [m for m in old["settings"]["methods"] if m in carried]
-        old["settings"]["peers"] = [p for p in old["settings"]["peers"] if p in carried]
-        old["skipped"] = {k: v for k, v in old["skipped"].items() if k in carried}
-        merged = _merge([new, old], [names[0], earlier_names[0]])
-        merged["machine"]["git"] = new["machine"]["git"]
-        merged["settings"]["carried_over"] = provenance
-        merged["settings"]["commands"] = new["settings"]["commands"]
-        return merged
+        return _carry_over(new, old, names[0], earlier_names[0])
     first = reports[0]
     for report, name in zip(reports[1:], names[1:]):
         _check_settings(first, report, names[0], name)
@@ -762,8 +737,33 @@ def merge_reports(reports, names, earlier=(), earlier_names=()):
 
 def _carried_over(report):
     """A report's carried-over entries: a list of ``{"commit", "entries", "commands"}``."""
-    carried = report["settings"].get("carried_over") or []
-    return [carried] if isinstance(carried, dict) else list(carried)
+    return report["settings"].get("carried_over", [])
+
+
+def _carry_over(new, old, new_name, old_name):
+    """``new``'s runs plus those of ``old``'s entries that ``new`` did not fit,
+    each carried entry labelled with the commit it was fitted at."""
+    fitted = {run["method"] for run in new["runs"]}
+    carried = [m for m in _union([[r["method"] for r in old["runs"]]]) if m not in fitted]
+    older = _carried_over(old)
+    own = [m for m in carried if not any(m in o["entries"] for o in older)]
+    provenance = []
+    if own:
+        commands = old["settings"]["commands"]
+        provenance.append({"commit": old["machine"]["git"], "entries": own, "commands": commands})
+    for o in older:
+        still = [m for m in o["entries"] if m in carried]
+        if still:
+            provenance.append({**o, "entries": still})
+    old["runs"] = [r for r in old["runs"] if r["method"] in carried]
+    old["settings"]["methods"] = [m for m in old["settings"]["methods"] if m in carried]
+    old["settings"]["peers"] = [p for p in old["settings"]["peers"] if p in carried]
+    old["skipped"] = {k: v for k, v in old["skipped"].items() if k in carried}
+    merged = _merge([new, old], [new_name, old_name])
+    merged["machine"]["git"] = new["machine"]["git"]
+    merged["settings"]["carried_over"] = provenance
+    merged["settings"]["commands"] = new["settings"]["commands"]
+    return merged
 
 
 def _merge(reports, names):
@@ -907,14 +907,7 @@ def main(argv=None):
     if args.earlier and not args.report:
         parser.error("--earlier goes with --report")
     if args.report:
-        reports = []
-        for path in args.report:
-            with open(path) as fh:
-                reports.append(json.load(fh))
-        earlier = []
-        for path in args.earlier or []:
-            with open(path) as fh:
-                earlier.append(json.load(fh))
+        reports, earlier = _load(args.report), _load(args.earlier or [])
         try:
             report = merge_reports(reports, args.report, earlier, args.earlier or [])
         except ValueError as exc:
@@ -956,6 +949,15 @@ def main(argv=None):
     )
     report = run(settings, progress=lambda msg: print(msg, file=sys.stderr, flush=True))
     return _output(report, args.json)
+
+
+def _load(paths):
+    """The JSON reports at ``paths``."""
+    reports = []
+    for path in paths:
+        with open(path) as fh:
+            reports.append(json.load(fh))
+    return reports
 
 
 def _output(report, json_path):
