@@ -59,7 +59,7 @@ from sklearn.preprocessing import StandardScaler
 
 from sklearn_noisy import MetaLabelCorrectionClassifier
 from sklearn_noisy.datasets import make_noisy_case
-from sklearn_noisy.methods import GLC, available_methods
+from sklearn_noisy.methods import GLC, available_methods, get_method
 from sklearn_noisy.modules import MLP
 
 CASES = [
@@ -232,7 +232,8 @@ def _fit_method(name, case, settings, seed, cache):
 
     Returns ``(test_pred, corrected_labels, seconds)``, and for the library's
     classifier also ``{"epochs_run": n_iter_, "best_epoch": best_epoch_,
-    "warmup_epochs": warmup_epochs_, "averaged_epochs": averaged_epochs_}``.
+    "warmup_epochs": warmup_epochs_, "averaged_epochs": averaged_epochs_,
+    "method_params": ...}`` (the fitted method object's parameters).
     """
     meta = {"X_meta": case.X_meta, "y_meta": case.y_meta}
     start = time.perf_counter()
@@ -242,12 +243,20 @@ def _fit_method(name, case, settings, seed, cache):
             params["meta_every"] = settings["meta_every"]
         if name in settings["methods"]:
             params.update(settings.get("params", {}))
+        method_params = {
+            k[len("method__") :]: params.pop(k) for k in list(params) if k.startswith("method__")
+        }
         if name == "ce+trusted":
             method, params = "ce", {"train_on_meta": True}
         elif name == "forward_T_oracle":
             method = ForwardOracle(T=case.T)
         else:
             method = "ce" if name == "true_labels" else name
+        if method_params:  # --set method__<param>=...: for the methods that have it
+            method = get_method(method)
+            method.set_params(
+                **{k: v for k, v in method_params.items() if k in method.get_params()}
+            )
         y = case.y_true if name == "true_labels" else case.y_noisy
         clf = _library(method, settings, seed, **params)
         if name == "true_labels":
@@ -261,6 +270,11 @@ def _fit_method(name, case, settings, seed, cache):
             "best_epoch": clf.best_epoch_,
             "warmup_epochs": clf.warmup_epochs_,
             "averaged_epochs": clf.averaged_epochs_,
+            "method_params": {
+                k: v
+                for k, v in clf.method_.get_params().items()
+                if v is None or isinstance(v, (bool, int, float, str))
+            },
         }
         return clf.predict(case.X_test), clf.corrected_labels_, elapsed, epochs
     if name == "trusted_only":
@@ -381,7 +395,9 @@ def run(settings, progress=print):
                             name, case, settings, seed, cache
                         )
                         row.update(_metrics(case, pred, corrected, elapsed))
-                        row.update(extra[0] if extra else {})  # library fits: epochs
+                        row.update(
+                            extra[0] if extra else {}
+                        )  # library fits: epochs, method params
                         progress(
                             f"  {name:<18} test {row['test_accuracy']:.3f}  "
                             f"{row['fit_time_s']:6.1f}s"
@@ -815,15 +831,24 @@ def _parse_cases(text):
     return cases
 
 
-def _parse_params(items, parser):
-    """``["early_stopping=true", "lookahead=head"]`` -> ``{"early_stopping": True, ...}``."""
+def _parse_params(items, parser, methods=()):
+    """``["early_stopping=true", "lookahead=head"]`` -> ``{"early_stopping": True, ...}``.
+
+    ``method__<param>`` sets a parameter of the method object (e.g.
+    ``method__embed_size=32``) for those of ``methods`` that have it; at least
+    one must.
+    """
     # set by the script itself (--epochs, --device, the case seed, the entry)
     fixed = {"method", "max_epochs", "device", "random_state"}
     allowed = set(MetaLabelCorrectionClassifier().get_params(deep=False)) - fixed
     params = {}
     for item in items:
         key, sep, text = item.partition("=")
-        if not sep or key not in allowed:
+        if key.startswith("method__"):
+            name = key[len("method__") :]
+            if not any(name in get_method(m).get_params() for m in methods):
+                parser.error(f"--set {item!r}: none of the methods {list(methods)} has {name!r}")
+        elif not sep or key not in allowed:
             parser.error(f"--set {item!r}: expected PARAM=VALUE, PARAM one of {sorted(allowed)}")
         try:
             value = json.loads(text)
@@ -874,7 +899,9 @@ def main(argv=None):
         default=[],
         metavar="PARAM=VALUE",
         help="a MetaLabelCorrectionClassifier parameter for every library method "
-        "(ce and glc included, peers not), e.g. --set early_stopping=true; repeatable",
+        "(ce and glc included, peers not), e.g. --set early_stopping=true; "
+        "method__<param> sets a method's own parameter for the methods that have it, "
+        "e.g. --set method__embed_size=32; repeatable",
     )
     parser.add_argument("--meta-per-class", type=int, default=10)
     parser.add_argument("--device", default="cpu")
@@ -927,11 +954,12 @@ def main(argv=None):
         "finetune_lr": args.finetune_lr,
         "cv_folds": args.cv_folds,
         "meta_every": args.meta_every,
-        "params": _parse_params(args.set, parser),
+        "params": None,
         "meta_per_class": args.meta_per_class,
         "device": args.device,
         "quick": args.quick,
     }
+    settings["params"] = _parse_params(args.set, parser, settings["methods"])
     if args.quick:
         settings.update(
             datasets=["digits"],

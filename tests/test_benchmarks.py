@@ -397,3 +397,20 @@ def test_accuracy_carries_over_the_entries_a_new_run_did_not_fit(accuracy, tmp_p
     assert "epochs=99" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         mod.main(["--quick", "--earlier", paths[1]])
+
+
+def test_accuracy_sets_a_method_parameter_on_the_methods_that_have_it(tmp_path_factory):
+    """``--set method__<param>`` reaches the method objects that take it, no other."""
+    args = ("--methods", "ce,mfrw,mlc", "--peers", "", "--set", "method__embed_size=8")
+    report, _ = _run("accuracy", tmp_path_factory, *args)
+    runs = {r["method"]: r for r in report["runs"]}
+    assert runs["mfrw"]["method_params"]["embed_size"] == 8
+    assert "embed_size" not in runs["mlc"]["method_params"]
+    assert runs["mlc"]["method_params"]["init_diagonal"] == 0.5  # its own default
+    assert runs["ce"]["method_params"] == {}
+
+
+def test_accuracy_refuses_a_method_parameter_no_method_has():
+    mod = _accuracy_module()
+    with pytest.raises(SystemExit):
+        mod.main(["--quick", "--methods", "mlc", "--set", "method__embed_size=8"])
