@@ -481,13 +481,39 @@ def _param_group(optimizer, param):
     return next(g for g in optimizer.param_groups if any(p is param for p in g["params"]))
 
 
+class _Step(torch.autograd.Function):
+    """``start + grad * neg_scale``, differentiable in ``start`` and ``grad``.
+
+    The look-ahead step for a per-element step size (``neg_scale``, a constant
+    of the meta parameters).  The same value as ``torch.addcmul(start, grad,
+    scale, value=-1)`` to the bit, but its backward multiplies the incoming
+    gradient by ``neg_scale`` in one pass, where autograd's ``addcmul``
+    backward first forms ``scale * value``: one pass over every parameter
+    less per meta step, memory-bound work that costs as much as a fifth of a
+    plain step on CPU for the default MLP.
+    """
+
+    @staticmethod
+    def forward(ctx, start, grad, neg_scale):
+        ctx.save_for_backward(neg_scale)
+        return torch.addcmul(start, grad, neg_scale)
+
+    @staticmethod
+    def backward(ctx, out_grad):
+        (neg_scale,) = ctx.saved_tensors
+        d_start = out_grad if ctx.needs_input_grad[0] else None
+        d_grad = out_grad * neg_scale if ctx.needs_input_grad[1] else None
+        return d_start, d_grad, None
+
+
 def _lookahead(optimizer, param, grad):
     """``param`` after one virtual step on ``grad`` (graph kept through ``grad``).
 
     The step mirrors the real optimizer's: its weight decay (added to the
-    gradient, or applied to the weights first when it is decoupled, as in
-    AdamW) and, for Adam-like optimizers, its diagonal preconditioner
-    (:func:`_step_scale`).  Momentum is left out.
+    gradient with the optimizer's own ``grad.add(param, alpha=decay)``, or
+    applied to the weights first when it is decoupled, as in AdamW) and, for
+    Adam-like optimizers, its diagonal preconditioner (:func:`_step_scale`).
+    Momentum is left out.
     """
     group = _param_group(optimizer, param)
     lr, decay = group["lr"], group.get("weight_decay", 0.0)
@@ -496,18 +522,19 @@ def _lookahead(optimizer, param, grad):
         if group.get("decoupled_weight_decay", False):
             start = param * (1.0 - lr * decay)
         else:  # a constant of the meta parameters: no graph through it
-            grad = grad + decay * param.detach()
-    scale = _step_scale(optimizer.state.get(param), group, grad)
-    if torch.is_tensor(scale):
-        return torch.addcmul(start, grad, scale, value=-1.0)
-    return start - scale * grad
+            grad = torch.add(grad, param.detach(), alpha=decay)
+    neg_scale = _step_scale(optimizer.state.get(param), group, grad, sign=-1.0)
+    if torch.is_tensor(neg_scale):
+        return _Step.apply(start, grad, neg_scale)
+    return start - (-neg_scale) * grad
 
 
-def _step_scale(state, group, grad):
+def _step_scale(state, group, grad, sign=1.0):
     """Per-element size of the look-ahead step: the group's ``lr``, or a tensor.
 
     ``state`` is the optimizer's state of the parameter (``None`` before its
-    first step), ``group`` its parameter group.
+    first step), ``group`` its parameter group; the result is multiplied by
+    ``sign`` (exact for -1: the look-ahead takes the negated size).
 
     For Adam-like optimizers (Adam, AdamW, RMSprop) this is ``lr`` times the
     diagonal preconditioner, ``lr / (sqrt(v_hat) + eps)``, with the second-moment
@@ -517,7 +544,7 @@ def _step_scale(state, group, grad):
     """
     lr = group["lr"]
     if not state or ("exp_avg_sq" not in state and "square_avg" not in state):
-        return lr
+        return sign * lr
     eps = group.get("eps", 1e-8)
     g = grad.detach()
     if "exp_avg_sq" in state:  # Adam / AdamW: v_hat = v / (1 - beta2^t)
@@ -529,7 +556,7 @@ def _step_scale(state, group, grad):
         root_bc = 1.0
         v = state["square_avg"].mul(alpha).addcmul_(g, g, value=1.0 - alpha)
     # lr / (sqrt(v / bc) + eps) == lr * sqrt(bc) / (sqrt(v) + eps * sqrt(bc))
-    return v.sqrt_().add_(eps * root_bc).reciprocal_().mul_(lr * root_bc)
+    return v.sqrt_().add_(eps * root_bc).reciprocal_().mul_(sign * (lr * root_bc))
 
 
 class BiLevelNet(NeuralNet):
