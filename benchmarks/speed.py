@@ -24,6 +24,14 @@ evenly) and the median time per epoch is reported with its ratio to ``ce``.
   attributes); the whole fit over the epochs is reported beside it.
 * Memory: the per-sample tables that each method keeps (rows x classes) are
   read from a small fit and scaled to 1M samples x 100 classes.
+* Arithmetic (CPU cases; ``--no-flops`` skips it): the floating-point
+  operations of the matrix products of an epoch, counted by
+  :class:`torch.utils.flop_counter.FlopCounterMode` (the difference between
+  fits of 2 and 1 epochs, so the fixed work of a fit drops out), as a ratio to
+  ``ce``'s.  Unlike the times it does not depend on the machine or its load:
+  it is what a method's step must compute whatever the implementation, while
+  the element-wise work (optimizer steps, the look-ahead's Adam scaling) and
+  the per-batch overhead that the times also hold are not counted.
 
 ``--quick`` runs a tiny configuration in a few seconds (used by the tests).
 """
@@ -89,6 +97,50 @@ def _fit_once(method, data, cfg, device, meta_every, reuse=None):
     return elapsed, peak, epochs, (clf.net_.meta_every, clf.net_.reuse_virtual_grad)
 
 
+def _epoch_flops(method, data, cfg, meta_every, reuse, warmup_epochs):
+    """FLOPs of the matrix products of one epoch: a 2-epoch fit's less a 1-epoch fit's.
+
+    ``warmup_epochs`` is passed to both fits (0: a meta epoch; 2: a warm-up
+    epoch).  Counted on the CPU; a method that trains twice (``glc``) adds both
+    runs' epochs, as the times do.
+    """
+    from torch.utils.flop_counter import FlopCounterMode
+
+    X, y, X_meta, y_meta = data
+    total = []
+    for epochs in (1, 2):
+        clf = MetaLabelCorrectionClassifier(
+            method=method,
+            max_epochs=epochs,
+            batch_size=cfg["batch_size"],
+            warmup_epochs=warmup_epochs,
+            meta_every=meta_every,
+            reuse_virtual_grad=reuse,
+            device="cpu",
+            random_state=0,
+        )
+        with FlopCounterMode(display=False) as counter:
+            clf.fit(X, y, X_meta=X_meta, y_meta=y_meta)
+        total.append(counter.get_total_flops())
+    return total[1] - total[0]
+
+
+def fit_flops(method, data, cfg, meta_every, reuse):
+    """FLOPs per epoch of a fit with ``cfg``'s epochs and warm-up (see :func:`_epoch_flops`).
+
+    With each method's default warm-up (``cfg["warmup_epochs"] is None``) the
+    warm-up epochs are counted at their own cost and the rest as meta epochs.
+    """
+    m = get_method(method)
+    meta = _epoch_flops(method, data, cfg, meta_every, reuse, 0)
+    warmup = 0 if cfg.get("warmup_epochs", 0) == 0 else m.default_warmup(cfg["epochs"])
+    warmup = min(warmup, cfg["epochs"]) if m.uses_meta_step else 0
+    if not warmup:
+        return meta
+    plain = _epoch_flops(method, data, cfg, meta_every, reuse, 2)
+    return (warmup * plain + (cfg["epochs"] - warmup) * meta) / cfg["epochs"]
+
+
 def _lever_settings(method, meta_every_values, reuse_values):
     """The (meta_every, reuse_virtual_grad) pairs that apply to ``method``."""
     m = get_method(method)
@@ -99,7 +151,15 @@ def _lever_settings(method, meta_every_values, reuse_values):
 
 
 def time_case(
-    name, cfg, methods, device, meta_every_values, repeats, progress, reuse_values=(None,)
+    name,
+    cfg,
+    methods,
+    device,
+    meta_every_values,
+    repeats,
+    progress,
+    reuse_values=(None,),
+    flops=False,
 ):
     """Median time per epoch of each (method, meta_every, reuse) on one configuration.
 
@@ -110,7 +170,8 @@ def time_case(
     the number of epochs.  A method that trains the network more than once
     (``glc``: ``training_runs == 2``) counts each run at the cost of the last
     one, the run its ``history_`` records.  ``meta_every`` and ``reuse``
-    ``None`` are each method's defaults.
+    ``None`` are each method's defaults.  With ``flops`` each entry also gets
+    ``flops_per_epoch`` and ``flops_ratio_vs_ce`` (:func:`fit_flops`).
     """
     data = synthetic(cfg["n_samples"], cfg["n_features"], cfg["n_classes"])
     entries = [("ce", 1, None)] + [
@@ -152,7 +213,15 @@ def time_case(
         }
         if device.startswith("cuda"):
             row["peak_gpu_memory_mb"] = peaks[entry] / 2**20
+        if flops:
+            row["flops_per_epoch"] = fit_flops(method, data, cfg, k, reuse)
+            progress(f"{name} {method} meta_every={k} reuse={reuse}: "
+                     f"{row['flops_per_epoch'] / 1e9:.2f} GFLOP / epoch")  # fmt: skip
         rows.append(row)
+    if flops:
+        base_flops = rows[0]["flops_per_epoch"]  # ce's
+        for row in rows:
+            row["flops_ratio_vs_ce"] = row["flops_per_epoch"] / base_flops
     return rows
 
 
@@ -272,14 +341,17 @@ def format_table(report) -> str:
         rows = [r for r in report["timings"] if r["case"] == case]
         cfg = report["cases"][case]
         gpu = rows[0]["device"].startswith("cuda")
+        flops = "flops_ratio_vs_ce" in rows[0]
         lines += [
             f"### {case}: {cfg['n_samples']} x {cfg['n_features']} -> {cfg['n_classes']} "
             f"classes, batch {cfg['batch_size']}, {cfg['epochs']} epochs, "
             f"{_warmup_words(cfg)}, median of {report['repeats']} ({rows[0]['device']})",
             "",
             "| method | meta_every | reuse grad | s / epoch | time / ce | fit s / epoch "
-            "| samples / s" + (" | peak GPU MB |" if gpu else " |"),
-            "|---|---|---|---|---|---|---" + ("|---|" if gpu else "|"),
+            "| samples / s"
+            + (" | FLOPs / ce" if flops else "")
+            + (" | peak GPU MB |" if gpu else " |"),
+            "|---|---|---|---|---|---|---" + ("|---" if flops else "") + ("|---|" if gpu else "|"),
         ]
         for r in rows:
             every = f"{r['meta_every']}" + (" (default)" if r.get("meta_every_default") else "")
@@ -295,10 +367,19 @@ def format_table(report) -> str:
                 f"{r['ratio_vs_ce']:.2f} | {r['fit_time_per_epoch_s']:.3f} | "
                 f"{r['samples_per_s']:,.0f} |"
             )
+            if flops:
+                line += f" {r['flops_ratio_vs_ce']:.2f} |"
             if gpu:
                 line += f" {r['peak_gpu_memory_mb']:,.0f} |"
             lines.append(line)
         lines.append("")
+        if flops:
+            lines += [
+                "FLOPs / ce: the matrix products' floating-point operations per epoch "
+                "against `ce`'s (torch.utils.flop_counter; element-wise work not "
+                "counted), the same on any machine and under any load.",
+                "",
+            ]
     if report["memory"]:
         m0 = report["memory"][0]
         lines += [
@@ -347,6 +428,9 @@ def main(argv=None):
     )
     parser.add_argument("--no-cuda", action="store_true", help="skip the CUDA cases")
     parser.add_argument("--no-memory", action="store_true", help="skip the table-memory probe")
+    parser.add_argument(
+        "--no-flops", action="store_true", help="skip counting the FLOPs of the CPU cases"
+    )
     parser.add_argument("--json", default=None)
     parser.add_argument("--quick", action="store_true", help="tiny sizes, one repeat")
     args = parser.parse_args(argv)
@@ -390,7 +474,10 @@ def main(argv=None):
     where = machine()  # before the fits: the commit the code was loaded from
     timings = []
     for name, (cfg, device) in cases.items():
-        timings += time_case(name, cfg, methods, device, meta_every, repeats, progress, reuse)
+        count = not args.no_flops and device == "cpu"
+        timings += time_case(
+            name, cfg, methods, device, meta_every, repeats, progress, reuse, flops=count
+        )
     memory = (
         [] if args.no_memory else table_memory(methods, probe_rows=500 if args.quick else 2000)
     )

@@ -414,3 +414,33 @@ def test_accuracy_refuses_a_method_parameter_no_method_has():
     mod = _accuracy_module()
     with pytest.raises(SystemExit):
         mod.main(["--quick", "--methods", "mlc", "--set", "method__embed_size=8"])
+
+
+def test_speed_counts_an_epochs_flops_exactly():
+    """``ce``'s counted epoch is the MLP's own arithmetic; meta steps add to it."""
+    mod = _script_module("speed")
+    n, d, c, h = 300, 20, 3, 256  # the fits use the default (256, 256) MLP
+    data = mod.synthetic(n, d, c, n_meta_per_class=4)
+    cfg = {"batch_size": 128, "epochs": 4, "warmup_epochs": 0}
+    ce = mod.fit_flops("ce", data, cfg, 1, None)
+    products = d * h + h * h + h * c  # multiply-adds of one row's forward pass
+    # forward and weight gradients of every layer, input gradients of the two upper ones
+    assert ce == 2 * n * (2 * products + h * h + h * c)
+    every = mod.fit_flops("mlc", data, cfg, 1, None)
+    second = mod.fit_flops("mlc", data, cfg, 2, None)
+    assert ce < second < every
+    # the default warm-up, 2 of 20 epochs for mlc: plain epochs over the noisy and
+    # the 12 trusted rows, then meta epochs
+    warm = mod.fit_flops("mlc", data, {**cfg, "warmup_epochs": None, "epochs": 20}, 1, None)
+    plain = 2 * (n + 12) * (2 * products + h * h + h * c)
+    assert warm == (2 * plain + 18 * every) / 20
+
+
+def test_speed_table_has_the_flops_ratio(speed):
+    report, table = speed
+    cpu = {r["method"]: r for r in report["timings"] if r["case"] == "mlp-784-cpu"}
+    assert cpu["ce"]["flops_ratio_vs_ce"] == 1.0
+    for name, row in cpu.items():
+        if name != "ce":  # every other method computes more than plain training
+            assert row["flops_ratio_vs_ce"] > 1.2
+    assert "FLOPs / ce" in table
