@@ -395,9 +395,8 @@ def run(settings, progress=print):
                             name, case, settings, seed, cache
                         )
                         row.update(_metrics(case, pred, corrected, elapsed))
-                        row.update(
-                            extra[0] if extra else {}
-                        )  # library fits: epochs, method params
+                        # library fits: epochs, method parameters
+                        row.update(extra[0] if extra else {})
                         progress(
                             f"  {name:<18} test {row['test_accuracy']:.3f}  "
                             f"{row['fit_time_s']:6.1f}s"
@@ -943,23 +942,23 @@ def main(argv=None):
     if args.threads:
         torch.set_num_threads(args.threads)
 
+    methods = args.methods.split(",") if args.methods else available_methods()
     settings = {
         "datasets": args.datasets.split(","),
         "cases": _parse_cases(args.cases),
         "seeds": list(range(args.first_seed, args.first_seed + args.seeds)),
-        "methods": args.methods.split(",") if args.methods else available_methods(),
+        "methods": methods,
         "peers": [p for p in args.peers.split(",") if p],
         "epochs": args.epochs,
         "trusted_epochs": args.trusted_epochs,
         "finetune_lr": args.finetune_lr,
         "cv_folds": args.cv_folds,
         "meta_every": args.meta_every,
-        "params": None,
+        "params": _parse_params(args.set, parser, methods),
         "meta_per_class": args.meta_per_class,
         "device": args.device,
         "quick": args.quick,
     }
-    settings["params"] = _parse_params(args.set, parser, settings["methods"])
     if args.quick:
         settings.update(
             datasets=["digits"],

@@ -106,21 +106,11 @@ def _epoch_flops(method, data, cfg, meta_every, reuse, warmup_epochs):
     """
     from torch.utils.flop_counter import FlopCounterMode
 
-    X, y, X_meta, y_meta = data
     total = []
     for epochs in (1, 2):
-        clf = MetaLabelCorrectionClassifier(
-            method=method,
-            max_epochs=epochs,
-            batch_size=cfg["batch_size"],
-            warmup_epochs=warmup_epochs,
-            meta_every=meta_every,
-            reuse_virtual_grad=reuse,
-            device="cpu",
-            random_state=0,
-        )
+        short = {**cfg, "epochs": epochs, "warmup_epochs": warmup_epochs}
         with FlopCounterMode(display=False) as counter:
-            clf.fit(X, y, X_meta=X_meta, y_meta=y_meta)
+            _fit_once(method, data, short, "cpu", meta_every, reuse)
         total.append(counter.get_total_flops())
     return total[1] - total[0]
 
