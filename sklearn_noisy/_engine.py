@@ -488,9 +488,9 @@ class _Step(torch.autograd.Function):
     of the meta parameters).  The same value as ``torch.addcmul(start, grad,
     scale, value=-1)`` to the bit, but its backward multiplies the incoming
     gradient by ``neg_scale`` in one pass, where autograd's ``addcmul``
-    backward first forms ``scale * value``: one pass over every parameter
-    less per meta step, memory-bound work that costs as much as a fifth of a
-    plain step on CPU for the default MLP.
+    backward first forms ``scale * value``: one memory-bound pass over every
+    parameter less per meta step (``benchmarks/README.md``, "The look-ahead
+    step, one pass less").
     """
 
     @staticmethod
@@ -512,7 +512,7 @@ def _lookahead(optimizer, param, grad):
     The step mirrors the real optimizer's: its weight decay (added to the
     gradient with the optimizer's own ``grad.add(param, alpha=decay)``, or
     applied to the weights first when it is decoupled, as in AdamW) and, for
-    Adam-like optimizers, its diagonal preconditioner (:func:`_step_scale`).
+    Adam-like optimizers, its diagonal preconditioner (:func:`_neg_step_size`).
     Momentum is left out.
     """
     group = _param_group(optimizer, param)
@@ -523,18 +523,18 @@ def _lookahead(optimizer, param, grad):
             start = param * (1.0 - lr * decay)
         else:  # a constant of the meta parameters: no graph through it
             grad = torch.add(grad, param.detach(), alpha=decay)
-    neg_scale = _step_scale(optimizer.state.get(param), group, grad, sign=-1.0)
+    neg_scale = _neg_step_size(optimizer.state.get(param), group, grad)
     if torch.is_tensor(neg_scale):
         return _Step.apply(start, grad, neg_scale)
-    return start - (-neg_scale) * grad
+    return start + neg_scale * grad
 
 
-def _step_scale(state, group, grad, sign=1.0):
-    """Per-element size of the look-ahead step: the group's ``lr``, or a tensor.
+def _neg_step_size(state, group, grad):
+    """Minus the per-element size of the look-ahead step: ``-lr``, or a tensor.
 
     ``state`` is the optimizer's state of the parameter (``None`` before its
-    first step), ``group`` its parameter group; the result is multiplied by
-    ``sign`` (exact for -1: the look-ahead takes the negated size).
+    first step), ``group`` its parameter group.  Negated (exactly) so that the
+    step is one multiply-add, ``param + grad * size``.
 
     For Adam-like optimizers (Adam, AdamW, RMSprop) this is ``lr`` times the
     diagonal preconditioner, ``lr / (sqrt(v_hat) + eps)``, with the second-moment
@@ -544,7 +544,7 @@ def _step_scale(state, group, grad, sign=1.0):
     """
     lr = group["lr"]
     if not state or ("exp_avg_sq" not in state and "square_avg" not in state):
-        return sign * lr
+        return -lr
     eps = group.get("eps", 1e-8)
     g = grad.detach()
     if "exp_avg_sq" in state:  # Adam / AdamW: v_hat = v / (1 - beta2^t)
@@ -556,7 +556,7 @@ def _step_scale(state, group, grad, sign=1.0):
         root_bc = 1.0
         v = state["square_avg"].mul(alpha).addcmul_(g, g, value=1.0 - alpha)
     # lr / (sqrt(v / bc) + eps) == lr * sqrt(bc) / (sqrt(v) + eps * sqrt(bc))
-    return v.sqrt_().add_(eps * root_bc).reciprocal_().mul_(sign * (lr * root_bc))
+    return v.sqrt_().add_(eps * root_bc).reciprocal_().mul_(-(lr * root_bc))
 
 
 class BiLevelNet(NeuralNet):
