@@ -17,10 +17,11 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_array, check_is_fitted, validate_data
-from skorch.callbacks import ProgressBar
+from skorch.callbacks import Callback, LRScheduler, ProgressBar
 from skorch.dataset import Dataset
 from skorch.helper import predefined_split
 from torch import nn
+from torch.optim.lr_scheduler import CosineAnnealingLR
 
 from ._engine import (
     AutoWarmup,
@@ -141,7 +142,20 @@ class MetaLabelCorrectionClassifier(ClassifierMixin, BaseEstimator):
     batch_size : int, default=64
         Training rows per optimisation step.
     lr : float, default=1e-3
-        Learning rate of the main optimizer.
+        Learning rate of the main optimizer (its starting rate with
+        ``lr_schedule="cosine"``).
+    lr_schedule : {"constant", "cosine"}, default="constant"
+        How the main optimizer's learning rate moves over the epochs.
+        ``"constant"``: ``lr`` throughout.  ``"cosine"``: ``lr * (1 +
+        cos(pi * e / max_epochs)) / 2`` in epoch ``e`` (0-based), from ``lr``
+        in the first epoch down to nearly 0 in the last (torch's
+        ``CosineAnnealingLR`` through skorch's ``LRScheduler``, stepped once
+        per epoch, warm-up epochs included; each of ``glc``'s two stages runs
+        its own).  The look-ahead step follows it, as it reads the live rate;
+        the meta optimizer keeps ``meta_lr``.  ``history_`` records each
+        epoch's rate as ``event_lr``.  A decaying rate ends a fit on a settled
+        model instead of wherever a constant rate's walk stopped (see
+        ``benchmarks/README.md``, "A cosine learning-rate schedule").
     weight_decay : float, default=None
         L2 penalty of the main optimizer (its ``weight_decay`` argument; the
         meta parameters get none).  ``None`` uses the method's default:
@@ -259,6 +273,16 @@ class MetaLabelCorrectionClassifier(ClassifierMixin, BaseEstimator):
     random_state : int, RandomState instance or None, default=None
         Seeds weight initialisation, shuffling and meta batches through a private
         torch generator state; the global torch and numpy RNGs are left as they were.
+    callbacks : list of skorch callbacks, default=None
+        Further skorch callbacks for the net: :class:`skorch.callbacks.Callback`
+        instances or ``(name, callback)`` pairs, e.g.
+        ``[LRScheduler(policy=StepLR, step_size=20)]`` for another learning-rate
+        schedule, or a ``Checkpoint``.  Each fit runs on deep copies, so the
+        objects passed keep no state of a fit (``glc``'s two stages get a copy
+        each); the fitted ones are in ``net_.callbacks_``.  They run after the
+        library's own callbacks (early stopping, warm-up, averaging) and before
+        the printed log.  An ``LRScheduler`` cannot be combined with
+        ``lr_schedule="cosine"``, which is one.
     verbose : int, default=0
         0 is silent; 1 or more shows a progress bar per epoch with the running
         train and meta loss (skorch's ``ProgressBar``, tqdm; a notebook widget in
@@ -353,6 +377,7 @@ class MetaLabelCorrectionClassifier(ClassifierMixin, BaseEstimator):
         "max_epochs": [Interval(numbers.Integral, 1, None, closed="left")],
         "batch_size": [Interval(numbers.Integral, 1, None, closed="left")],
         "lr": [Interval(numbers.Real, 0, None, closed="neither")],
+        "lr_schedule": [StrOptions({"constant", "cosine"})],
         "weight_decay": [None, Interval(numbers.Real, 0, None, closed="left")],
         "optimizer": [type],
         "optimizer_params": [None, dict],
@@ -375,6 +400,7 @@ class MetaLabelCorrectionClassifier(ClassifierMixin, BaseEstimator):
         "device": [str],
         "random_state": ["random_state"],
         "verbose": ["verbose"],
+        "callbacks": [None, list, tuple],
     }
 
     def __init__(
@@ -387,6 +413,7 @@ class MetaLabelCorrectionClassifier(ClassifierMixin, BaseEstimator):
         max_epochs=50,
         batch_size=64,
         lr=1e-3,
+        lr_schedule="constant",
         weight_decay=None,
         optimizer=torch.optim.Adam,
         optimizer_params=None,
@@ -405,6 +432,7 @@ class MetaLabelCorrectionClassifier(ClassifierMixin, BaseEstimator):
         device="auto",
         random_state=None,
         verbose=0,
+        callbacks=None,
     ):
         self.method = method
         self.module = module
@@ -413,6 +441,7 @@ class MetaLabelCorrectionClassifier(ClassifierMixin, BaseEstimator):
         self.max_epochs = max_epochs
         self.batch_size = batch_size
         self.lr = lr
+        self.lr_schedule = lr_schedule
         self.weight_decay = weight_decay
         self.optimizer = optimizer
         self.optimizer_params = optimizer_params
@@ -431,6 +460,7 @@ class MetaLabelCorrectionClassifier(ClassifierMixin, BaseEstimator):
         self.device = device
         self.random_state = random_state
         self.verbose = verbose
+        self.callbacks = callbacks
 
     # ---------------------------------------------------------------- input
     def _validate_meta(self, X, y, X_meta, y_meta, meta_mask):
@@ -641,7 +671,40 @@ class MetaLabelCorrectionClassifier(ClassifierMixin, BaseEstimator):
             )
         return bool(self.reuse_virtual_grad)
 
+    def _check_callbacks(self):
+        """The user's ``callbacks`` as a list, each one checked (not copied yet)."""
+        callbacks = list(self.callbacks or [])
+        for i, item in enumerate(callbacks):
+            cb = item
+            if isinstance(item, tuple):
+                if len(item) != 2 or not isinstance(item[0], str):
+                    raise ValueError(
+                        f"callbacks[{i}] is a tuple {item!r}; a named callback is a "
+                        "(name, callback) pair with a string name."
+                    )
+                cb = item[1]
+            if not isinstance(cb, Callback):
+                what = f"the class {cb.__name__}" if isinstance(cb, type) else repr(cb)
+                raise TypeError(
+                    f"callbacks[{i}] is {what}; callbacks takes skorch callback "
+                    "instances (skorch.callbacks.Callback) or (name, callback) pairs."
+                )
+            if self.lr_schedule != "constant" and isinstance(cb, LRScheduler):
+                raise ValueError(
+                    f"callbacks[{i}] is an LRScheduler and lr_schedule={self.lr_schedule!r} "
+                    "schedules the learning rate already; set lr_schedule='constant' "
+                    "to use your own."
+                )
+        return callbacks
+
+    def _schedule_callbacks(self):
+        """The callbacks of ``lr_schedule`` (none for a constant rate)."""
+        if self.lr_schedule == "cosine":
+            return [("lr_schedule", LRScheduler(policy=CosineAnnealingLR, T_max=self.max_epochs))]
+        return []
+
     def _fit(self, X, y, X_meta, y_meta, meta_mask):
+        user_callbacks = self._check_callbacks()
         X, y = validate_data(
             self, _densify(X, "X"), y, dtype=[np.float64, np.float32], y_numeric=False
         )
@@ -726,6 +789,8 @@ class MetaLabelCorrectionClassifier(ClassifierMixin, BaseEstimator):
                     ([HeldOutEarlyStopping(self.n_iter_no_change)] if valid else [])
                     + ([AutoWarmup(AUTO_WARMUP_PATIENCE)] if auto_warmup else [])
                     + ([TailAveraging(average)] if average else [])
+                    + self._schedule_callbacks()
+                    + copy.deepcopy(user_callbacks)  # a fit leaves the user's objects alone
                     + (
                         [_ProgressBar(postfix_keys=["train_loss", "meta_loss"])]
                         if self.verbose
