@@ -144,18 +144,20 @@ class MetaLabelCorrectionClassifier(ClassifierMixin, BaseEstimator):
     lr : float, default=1e-3
         Learning rate of the main optimizer (its starting rate with
         ``lr_schedule="cosine"``).
-    lr_schedule : {"constant", "cosine"}, default="constant"
+    lr_schedule : {"constant", "cosine"} or None, default=None
         How the main optimizer's learning rate moves over the epochs.
         ``"constant"``: ``lr`` throughout.  ``"cosine"``: ``lr * (1 +
         cos(pi * e / max_epochs)) / 2`` in epoch ``e`` (0-based), from ``lr``
         in the first epoch down to nearly 0 in the last (torch's
         ``CosineAnnealingLR`` through skorch's ``LRScheduler``, stepped once
         per epoch, warm-up epochs included; each of ``glc``'s two stages runs
-        its own).  The look-ahead step follows it, as it reads the live rate;
-        the meta optimizer keeps ``meta_lr``.  ``history_`` records each
-        epoch's rate as ``event_lr``.  A decaying rate ends a fit on a settled
-        model instead of wherever a constant rate's walk stopped (see
-        ``benchmarks/README.md``, "A cosine learning-rate schedule").
+        its own).  ``None`` takes the method's default: ``"cosine"`` for
+        ``mslc``, ``"constant"`` for the others (see ``benchmarks/README.md``,
+        "A cosine learning-rate schedule": it costs ``mslg`` and ``mfrw`` at
+        high noise), or no schedule of the library's when ``callbacks``
+        holds an ``LRScheduler`` (yours replaces it).  The look-ahead step
+        follows the rate, as it reads the live one; the meta optimizer keeps
+        ``meta_lr``.  ``history_`` records each epoch's rate as ``event_lr``.
     weight_decay : float, default=None
         L2 penalty of the main optimizer (its ``weight_decay`` argument; the
         meta parameters get none).  ``None`` uses the method's default:
@@ -281,7 +283,8 @@ class MetaLabelCorrectionClassifier(ClassifierMixin, BaseEstimator):
         objects passed keep no state of a fit (``glc``'s two stages get a copy
         each); the fitted ones are in ``net_.callbacks_``.  They run after the
         library's own callbacks (early stopping, warm-up, averaging) and before
-        the printed log.  An ``LRScheduler`` cannot be combined with
+        the printed log.  An ``LRScheduler`` among them replaces the method's
+        default schedule, and cannot be combined with
         ``lr_schedule="cosine"``, which is one.
     verbose : int, default=0
         0 is silent; 1 or more shows a progress bar per epoch with the running
@@ -377,7 +380,7 @@ class MetaLabelCorrectionClassifier(ClassifierMixin, BaseEstimator):
         "max_epochs": [Interval(numbers.Integral, 1, None, closed="left")],
         "batch_size": [Interval(numbers.Integral, 1, None, closed="left")],
         "lr": [Interval(numbers.Real, 0, None, closed="neither")],
-        "lr_schedule": [StrOptions({"constant", "cosine"})],
+        "lr_schedule": [None, StrOptions({"constant", "cosine"})],
         "weight_decay": [None, Interval(numbers.Real, 0, None, closed="left")],
         "optimizer": [type],
         "optimizer_params": [None, dict],
@@ -413,7 +416,7 @@ class MetaLabelCorrectionClassifier(ClassifierMixin, BaseEstimator):
         max_epochs=50,
         batch_size=64,
         lr=1e-3,
-        lr_schedule="constant",
+        lr_schedule=None,
         weight_decay=None,
         optimizer=torch.optim.Adam,
         optimizer_params=None,
@@ -689,7 +692,7 @@ class MetaLabelCorrectionClassifier(ClassifierMixin, BaseEstimator):
                     f"callbacks[{i}] is {what}; callbacks takes skorch callback "
                     "instances (skorch.callbacks.Callback) or (name, callback) pairs."
                 )
-            if self.lr_schedule != "constant" and isinstance(cb, LRScheduler):
+            if self.lr_schedule == "cosine" and isinstance(cb, LRScheduler):
                 raise ValueError(
                     f"callbacks[{i}] is an LRScheduler and lr_schedule={self.lr_schedule!r} "
                     "schedules the learning rate already; set lr_schedule='constant' "
@@ -697,9 +700,20 @@ class MetaLabelCorrectionClassifier(ClassifierMixin, BaseEstimator):
                 )
         return callbacks
 
-    def _schedule_callbacks(self):
+    def _resolve_lr_schedule(self, user_callbacks):
+        """``lr_schedule`` for this fit (``None``: the method's default, unless
+        the user's callbacks schedule the rate themselves)."""
+        if self.lr_schedule is not None:
+            return self.lr_schedule
+        own = any(
+            isinstance(cb[1] if isinstance(cb, tuple) else cb, LRScheduler)
+            for cb in user_callbacks
+        )
+        return "constant" if own else self.method_.default_lr_schedule
+
+    def _schedule_callbacks(self, lr_schedule):
         """The callbacks of ``lr_schedule`` (none for a constant rate)."""
-        if self.lr_schedule == "cosine":
+        if lr_schedule == "cosine":
             return [("lr_schedule", LRScheduler(policy=CosineAnnealingLR, T_max=self.max_epochs))]
         return []
 
@@ -743,6 +757,7 @@ class MetaLabelCorrectionClassifier(ClassifierMixin, BaseEstimator):
 
         reuse_virtual_grad = self._resolve_reuse_virtual_grad()
         average = self._resolve_average()
+        lr_schedule = self._resolve_lr_schedule(user_callbacks)
         device = _resolve_device(self.device)
         valid = None
         if held is not None:
@@ -789,7 +804,7 @@ class MetaLabelCorrectionClassifier(ClassifierMixin, BaseEstimator):
                     ([HeldOutEarlyStopping(self.n_iter_no_change)] if valid else [])
                     + ([AutoWarmup(AUTO_WARMUP_PATIENCE)] if auto_warmup else [])
                     + ([TailAveraging(average)] if average else [])
-                    + self._schedule_callbacks()
+                    + self._schedule_callbacks(lr_schedule)
                     + copy.deepcopy(user_callbacks)  # a fit leaves the user's objects alone
                     + (
                         [_ProgressBar(postfix_keys=["train_loss", "meta_loss"])]

@@ -50,13 +50,32 @@ def test_cosine_schedule_sets_each_epochs_rate(sym40, method):
 
 
 def test_constant_schedule_records_no_rate_and_differs_from_cosine(sym40):
-    constant = _fit(sym40, method="mslc", max_epochs=3)
+    constant = _fit(sym40, method="mslc", max_epochs=3, lr_schedule="constant")
     cosine = _fit(sym40, method="mslc", max_epochs=3, lr_schedule="cosine")
     assert "event_lr" not in constant.history_[-1]
     # the rate falls after the first epoch, and the fitted weights move with it
     w_c = constant.net_.module_.state_dict()
     w_s = cosine.net_.module_.state_dict()
     assert any(not torch.equal(w_c[k], w_s[k]) for k in w_c)
+
+
+@pytest.mark.parametrize("method", ["ce", "glc", "mlc", "mslc", "mslg", "mfrw", "tmlc"])
+def test_default_schedule_is_the_methods(sym40, method):
+    clf = _fit(sym40, method=method, max_epochs=2)
+    expected = clf.method_.default_lr_schedule
+    assert expected == ("cosine" if method == "mslc" else "constant")
+    if expected == "cosine":
+        np.testing.assert_allclose(clf.history_[:, "event_lr"], [1e-3, 5e-4], rtol=1e-12)
+    else:
+        assert "event_lr" not in clf.history_[-1]
+
+
+def test_users_scheduler_replaces_the_methods_default(sym40):
+    schedule = LRScheduler(policy=StepLR, step_size=1, gamma=0.1)
+    clf = _fit(sym40, method="mslc", max_epochs=3, callbacks=[schedule])
+    np.testing.assert_allclose(clf.history_[:, "event_lr"], [1e-3, 1e-4, 1e-5], rtol=1e-9)
+    schedulers = [cb for _, cb in clf.net_.callbacks_ if isinstance(cb, LRScheduler)]
+    assert len(schedulers) == 1  # the method's cosine schedule was not added
 
 
 def test_lookahead_reads_the_scheduled_rate(sym40, monkeypatch):

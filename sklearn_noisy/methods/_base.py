@@ -202,6 +202,10 @@ class MetaMethod(BaseEstimator):
         What the classifier's ``average`` resolves to when it is ``None`` and
         ``early_stopping`` is off: 0.2 here, 0.5 for ``glc`` and ``mfrw``, 0
         for ``ce``.
+    default_lr_schedule
+        What the classifier's ``lr_schedule`` resolves to when it is ``None``
+        and no ``LRScheduler`` is among its ``callbacks``: ``"constant"``
+        here, ``"cosine"`` for ``mslc``.
     """
 
     name = "base"
@@ -218,6 +222,7 @@ class MetaMethod(BaseEstimator):
     default_reuse_virtual_grad = False
     default_weight_decay = 0.0
     default_average = 0.2  # every method but ce; see the classifier's average
+    default_lr_schedule = "constant"
 
     def default_warmup(self, max_epochs: int) -> int:
         return 0
