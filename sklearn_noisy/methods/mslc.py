@@ -121,8 +121,8 @@ class MSLC(MetaMethod):
       over ``max_epochs``.  The soft labels are a running mix of the given
       label and the network's predictions, and a network that settles at the
       end gives settled labels.  On the benchmark's 21 cases, seeds 0-2, test
-      accuracy +0.004 on average against a constant rate, -0.004 at worst
-      (mnist1d instance 40%), +0.025 at MNIST symmetric 80% and +0.012 at
+      accuracy +0.004 on average against a constant rate, -0.005 at worst
+      (mnist1d instance 40%), +0.031 at MNIST symmetric 80% and +0.010 at
       symmetric 60% (``benchmarks/README.md``, "A cosine learning-rate
       schedule").  Pass ``lr_schedule="constant"`` for a constant rate.
 
