@@ -141,3 +141,26 @@ def test_cosine_model_pickles_and_clones(sym40):
 def test_bad_callbacks_are_refused_by_name(sym40, params, error, match):
     with pytest.raises(error, match=match):
         _fit(sym40, method="ce", max_epochs=1, **params)
+
+
+def test_schedules_and_callback_lists_are_tunable(pair40):
+    from sklearn.model_selection import GridSearchCV
+
+    from sklearn_noisy import TrustedKFold
+
+    X_all, y_all, mask = pair40.all_rows()
+    step = LRScheduler(policy=StepLR, step_size=1, gamma=0.5)
+    clf = MetaLabelCorrectionClassifier(method="mlc", max_epochs=2, random_state=0, device="cpu")
+    grid = GridSearchCV(
+        clf,
+        {"lr_schedule": ["constant", "cosine"], "callbacks": [None]},
+        cv=TrustedKFold(2),
+    )
+    grid.fit(X_all, y_all, groups=mask, meta_mask=mask)
+    assert list(grid.cv_results_["param_lr_schedule"]) == ["constant", "cosine"]
+    # a callback list as a grid value: each candidate fits with its own copy
+    grid = GridSearchCV(clf, {"callbacks": [None, [step]]}, cv=TrustedKFold(2), refit=False)
+    grid.fit(X_all, y_all, groups=mask, meta_mask=mask)
+    assert not hasattr(step, "lr_scheduler_")
+    best = clf.set_params(callbacks=[step]).fit(X_all, y_all, meta_mask=mask)
+    np.testing.assert_allclose(best.history_[:, "event_lr"], [1e-3, 5e-4])
