@@ -104,6 +104,11 @@ class _ProgressBar(ProgressBar):
         super().on_epoch_end(net, **kwargs)
 
 
+def _unnamed(item):
+    """The callback of a ``callbacks`` item: ``item`` itself, or of a ``(name, callback)`` pair."""
+    return item[1] if isinstance(item, tuple) else item
+
+
 def _takes_argument(func, name):
     """Whether ``func`` (a function or class) accepts the keyword ``name``."""
     try:
@@ -678,14 +683,12 @@ class MetaLabelCorrectionClassifier(ClassifierMixin, BaseEstimator):
         """The user's ``callbacks`` as a list, each one checked (not copied yet)."""
         callbacks = list(self.callbacks or [])
         for i, item in enumerate(callbacks):
-            cb = item
-            if isinstance(item, tuple):
-                if len(item) != 2 or not isinstance(item[0], str):
-                    raise ValueError(
-                        f"callbacks[{i}] is a tuple {item!r}; a named callback is a "
-                        "(name, callback) pair with a string name."
-                    )
-                cb = item[1]
+            if isinstance(item, tuple) and (len(item) != 2 or not isinstance(item[0], str)):
+                raise ValueError(
+                    f"callbacks[{i}] is a tuple {item!r}; a named callback is a "
+                    "(name, callback) pair with a string name."
+                )
+            cb = _unnamed(item)
             if not isinstance(cb, Callback):
                 what = f"the class {cb.__name__}" if isinstance(cb, type) else repr(cb)
                 raise TypeError(
@@ -705,10 +708,7 @@ class MetaLabelCorrectionClassifier(ClassifierMixin, BaseEstimator):
         the user's callbacks schedule the rate themselves)."""
         if self.lr_schedule is not None:
             return self.lr_schedule
-        own = any(
-            isinstance(cb[1] if isinstance(cb, tuple) else cb, LRScheduler)
-            for cb in user_callbacks
-        )
+        own = any(isinstance(_unnamed(item), LRScheduler) for item in user_callbacks)
         return "constant" if own else self.method_.default_lr_schedule
 
     def _schedule_callbacks(self, lr_schedule):
