@@ -158,8 +158,8 @@ class MetaLabelCorrectionClassifier(ClassifierMixin, BaseEstimator):
         per epoch, warm-up epochs included; each of ``glc``'s two stages runs
         its own).  ``None`` takes the method's default: ``"cosine"`` for
         ``mslc``, ``"constant"`` for the others (see ``benchmarks/README.md``,
-        "A cosine learning-rate schedule": it costs ``mslg`` and ``mfrw`` at
-        high noise), or no schedule of the library's when ``callbacks``
+        "A cosine learning-rate schedule": it costs ``mslg`` at high noise),
+        or no schedule of the library's when ``callbacks``
         holds an ``LRScheduler`` (yours replaces it).  The look-ahead step
         follows the rate, as it reads the live one; the meta optimizer keeps
         ``meta_lr``.  ``history_`` records each epoch's rate as ``event_lr``.
@@ -226,6 +226,26 @@ class MetaLabelCorrectionClassifier(ClassifierMixin, BaseEstimator):
         of ``max_epochs`` cannot follow.  Not the default: keeping the trusted
         rows out of the warm-up costs where the network learns slowly (see the
         user guide, "A warm-up that ends when memorisation starts").
+    pretrain_epochs : int or None, default=None
+        Epochs of plain cross-entropy on the trusted set alone before training
+        on the noisy rows begins (warm-up included): the network starts from a
+        model of the clean rows instead of a random one.  The main optimizer
+        is used, at ``lr`` and the batch size, and its state is reset
+        afterwards; the trusted rows are then trained on as usual.  The cost is
+        ``pretrain_epochs`` passes over the trusted set, small beside the
+        noisy rows' epochs.  It helps where a model of the trusted rows alone
+        is good and costs where it is not (``benchmarks/README.md``,
+        "Pre-training on the trusted set": 200 epochs took ``mslc`` from
+        0.682 to 0.760 and ``mfrw`` from 0.527 to 0.748 on MNIST at 80%
+        symmetric noise, where the trusted rows alone give 0.775, and cost
+        both up to 0.08 on ``mnist1d``, where they give 0.239), so it is off
+        by default: ``None`` takes the method's default, 0 for every method.
+        ``mfrw`` drops its warm-up when pre-trained (``warmup_epochs=None``).
+        A positive value with ``warmup_epochs="auto"`` (which scores the
+        warm-up on the trusted set) is an error.  ``glc`` pre-trains its
+        second stage only: its first stage estimates the noise from
+        predictions on the trusted set, which must not have been trained on.
+        Each epoch's loss is in ``pretrain_loss_curve_``.
     early_stopping : bool, default=False
         Hold out ``validation_fraction`` of the noisy rows (stratified by their
         given label) and keep the epoch whose model agrees best with their
@@ -343,6 +363,11 @@ class MetaLabelCorrectionClassifier(ClassifierMixin, BaseEstimator):
     averaged_epochs_ : int
         Epochs whose weights the model averages (see ``average``); 0 when it
         holds the last epoch's weights.
+    pretrain_epochs_ : int
+        Epochs of pre-training on the trusted set that ran (``pretrain_epochs``
+        resolved; 0: none).
+    pretrain_loss_curve_ : list of float
+        Mean cross-entropy of each of those epochs (empty without them).
     n_iter_ : int
         Epochs completed (fewer than ``max_epochs`` after a KeyboardInterrupt,
         which ``fit`` turns into a warning, keeping the model trained so far;
@@ -399,6 +424,7 @@ class MetaLabelCorrectionClassifier(ClassifierMixin, BaseEstimator):
             Interval(numbers.Integral, 0, None, closed="left"),
             StrOptions({"auto"}),
         ],
+        "pretrain_epochs": [None, Interval(numbers.Integral, 0, None, closed="left")],
         "early_stopping": ["boolean"],
         "validation_fraction": [Interval(numbers.Real, 0, 1, closed="neither")],
         "n_iter_no_change": [Interval(numbers.Integral, 1, None, closed="left")],
@@ -431,6 +457,7 @@ class MetaLabelCorrectionClassifier(ClassifierMixin, BaseEstimator):
         lookahead="full",
         reuse_virtual_grad=None,
         warmup_epochs=None,
+        pretrain_epochs=None,
         early_stopping=False,
         validation_fraction=0.1,
         n_iter_no_change=10,
@@ -459,6 +486,7 @@ class MetaLabelCorrectionClassifier(ClassifierMixin, BaseEstimator):
         self.lookahead = lookahead
         self.reuse_virtual_grad = reuse_virtual_grad
         self.warmup_epochs = warmup_epochs
+        self.pretrain_epochs = pretrain_epochs
         self.early_stopping = early_stopping
         self.validation_fraction = validation_fraction
         self.n_iter_no_change = n_iter_no_change
@@ -679,6 +707,21 @@ class MetaLabelCorrectionClassifier(ClassifierMixin, BaseEstimator):
             )
         return bool(self.reuse_virtual_grad)
 
+    def _resolve_pretrain_epochs(self, train_on_meta, has_trusted_set):
+        """``pretrain_epochs`` for this fit (``None``: the method's default)."""
+        if self.pretrain_epochs is None:
+            if not (train_on_meta and has_trusted_set) or self.warmup_epochs == "auto":
+                return 0
+            return int(self.method_.default_pretrain_epochs)
+        if self.pretrain_epochs and self.warmup_epochs == "auto":
+            raise ValueError(
+                f"pretrain_epochs={self.pretrain_epochs!r} cannot be combined with "
+                "warmup_epochs='auto', which scores the warm-up on the trusted set: "
+                "pre-trained on, it is no longer held out.  Set pretrain_epochs=0 (or "
+                "None), or a number of warmup_epochs."
+            )
+        return int(self.pretrain_epochs)
+
     def _check_callbacks(self):
         """The user's ``callbacks`` as a list, each one checked (not copied yet)."""
         callbacks = list(self.callbacks or [])
@@ -746,6 +789,9 @@ class MetaLabelCorrectionClassifier(ClassifierMixin, BaseEstimator):
             self.method_.train_on_meta if self.train_on_meta == "auto" else self.train_on_meta
         )
         train_on_meta = train_on_meta or self.method_.requires_trusted_rows
+        pretrain = self._resolve_pretrain_epochs(
+            train_on_meta, has_trusted_set=X_meta is not None or meta_mask is not None
+        )
         if train_on_meta:
             X_train = np.concatenate([X_fit, X_t]).astype(np.float32)
             y_train = np.concatenate([y_fit, y_t_enc])
@@ -774,6 +820,8 @@ class MetaLabelCorrectionClassifier(ClassifierMixin, BaseEstimator):
             if self.warmup_epochs is None or auto_warmup
             else self.warmup_epochs
         )
+        if self.warmup_epochs is None and pretrain and self.method_.pretraining_replaces_warmup:
+            warmup = 0
         info = TrainInfo(
             n_samples=len(y_train),
             n_classes=n_classes,
@@ -822,6 +870,7 @@ class MetaLabelCorrectionClassifier(ClassifierMixin, BaseEstimator):
                 lookahead=self.lookahead,
                 reuse_virtual_grad=reuse_virtual_grad,
                 auto_warmup=auto_warmup,
+                pretrain_epochs=pretrain,
                 **optimizer_params,
             )
 
@@ -858,6 +907,8 @@ class MetaLabelCorrectionClassifier(ClassifierMixin, BaseEstimator):
         self.averaged_epochs_ = 0
         if averaging and not net.interrupted_:
             self.averaged_epochs_ = averaging[0].n_averaged_
+        self.pretrain_loss_curve_ = list(net.pretrain_loss_curve_)
+        self.pretrain_epochs_ = len(self.pretrain_loss_curve_)
         self._set_early_stopping_attributes(net, held, noisy_rows, len(y))
         self._set_corrections(net, X_n, y_n_enc, y_t_enc, noisy_rows, len(y), fit_rows, held)
 

@@ -27,6 +27,9 @@
    meta parameters before this step's meta update (one step old), and the
    loss is evaluated without a graph only for the method's per-sample tables.
 
+Before the first epoch, with ``pretrain_epochs``, the network is trained on
+the trusted set alone (plain cross-entropy, :meth:`BiLevelNet._pretrain`), so
+that training on the noisy rows starts from a model of the clean rows.
 During the first ``warmup_epochs`` epochs only the actual step runs.  With
 ``auto_warmup`` (the classifier's ``warmup_epochs="auto"``) the warm-up trains
 on the noisy rows only and :class:`AutoWarmup` ends it early, from the trusted
@@ -46,6 +49,7 @@ marks trusted rows that are trained on with plain cross-entropy.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 from dataclasses import dataclass
@@ -111,8 +115,25 @@ class MetaBatches:
         self.X = torch.as_tensor(X, dtype=torch.float32).to(device)
         self.y = torch.as_tensor(y, dtype=torch.int64).to(device)
         self.batch_size = min(int(batch_size), len(self.y))
-        self._gen = torch.Generator().manual_seed(int(seed))
+        self.seed = int(seed)
+        self._gen = torch.Generator().manual_seed(self.seed)
         self._iter = self._cycle()
+
+    def epochs(self, n_epochs, batch_size):
+        """``n_epochs`` passes over the trusted set, each a list of shuffled batches.
+
+        Every row once per pass, the last batch of a pass possibly smaller.  The
+        shuffles come from a generator of their own, so the endless meta batches
+        are drawn as they would be without these passes.
+        """
+        gen = torch.Generator().manual_seed(self.seed + 1)
+        n = len(self.y)
+        for _ in range(int(n_epochs)):
+            perm = torch.randperm(n, generator=gen).to(self.X.device)
+            yield [
+                (self.X[sel], self.y[sel])
+                for sel in (perm[s : s + batch_size] for s in range(0, n, batch_size))
+            ]
 
     def _cycle(self):
         n = len(self.y)
@@ -586,6 +607,14 @@ class BiLevelNet(NeuralNet):
     auto_warmup : bool
         ``warmup_epochs`` is a cap that :class:`AutoWarmup` may shorten; the
         warm-up does not train on the trusted rows.
+    pretrain_epochs : int
+        Epochs of plain cross-entropy on the trusted set alone before the first
+        epoch (:meth:`_pretrain`); 0: none.
+
+    Attributes (beyond skorch's)
+    ----------------------------
+    pretrain_loss_curve_ : list of float
+        Mean training loss of each pre-training epoch (empty without them).
     """
 
     def __init__(
@@ -601,6 +630,7 @@ class BiLevelNet(NeuralNet):
         lookahead="full",
         reuse_virtual_grad=False,
         auto_warmup=False,
+        pretrain_epochs=0,
         **kwargs,
     ):
         super().__init__(module, *args, **kwargs)
@@ -613,6 +643,7 @@ class BiLevelNet(NeuralNet):
         self.lookahead = lookahead
         self.reuse_virtual_grad = reuse_virtual_grad
         self.auto_warmup = auto_warmup
+        self.pretrain_epochs = pretrain_epochs
 
     # ------------------------------------------------------------------ setup
     def initialize_module(self):
@@ -651,12 +682,46 @@ class BiLevelNet(NeuralNet):
         # the trusted set, for AutoWarmup; never kept on the fitted net
         self._meta_data = fit_params.get("meta_batches")
         try:
+            if not len(self.history):  # a fresh training, not a continued one
+                self.pretrain_loss_curve_ = []
+                if self.pretrain_epochs and self._meta_data is not None:
+                    self._pretrain(self._meta_data)
             return super().fit_loop(X, y, epochs, **fit_params)
         except KeyboardInterrupt:
             self.interrupted_ = not self.stopped_early_
             raise
         finally:
             self._meta_data = None
+
+    def _pretrain(self, meta):
+        """Train the module on the trusted set alone for ``pretrain_epochs`` epochs.
+
+        Plain cross-entropy, the net's ``batch_size``, and the net's own optimizer
+        with its learning rate and weight decay; the optimizer's state (Adam's
+        moments, its step count) is put back as it was afterwards, so the
+        training proper starts with a fresh optimizer, as without pre-training.
+        Each epoch's mean loss goes to ``pretrain_loss_curve_``.
+        """
+        optimizer = self.optimizer_
+        saved = copy.deepcopy(optimizer.state_dict())
+        self._set_training(True)
+        batch_size = min(int(self.batch_size), len(meta.y))
+        for batches in meta.epochs(self.pretrain_epochs, batch_size):
+            total = torch.zeros((), device=meta.X.device)
+            for Xb, yb in batches:
+                optimizer.zero_grad(set_to_none=True)
+                loss = F.cross_entropy(self.module_(Xb), yb)
+                loss.backward()
+                optimizer.step()
+                total += loss.detach() * len(yb)
+            self.pretrain_loss_curve_.append(float(total) / len(meta.y))
+        optimizer.zero_grad(set_to_none=True)
+        optimizer.load_state_dict(saved)
+        if self.verbose:
+            print(
+                f"pre-trained on the {len(meta.y)} trusted rows for {self.pretrain_epochs} "
+                f"epochs (last loss {self.pretrain_loss_curve_[-1]:.4f})"
+            )
 
     # ------------------------------------------------------------- per epoch
     @property

@@ -147,6 +147,7 @@ def test_actual_step_reuses_the_virtual_forward_pass(pair40, method):
         module_params={"batch_norm": True},
         max_epochs=2,
         warmup_epochs=1,
+        pretrain_epochs=0,  # the passes of the training steps only
         batch_size=50,
         random_state=0,
         device="cpu",

@@ -206,6 +206,15 @@ class MetaMethod(BaseEstimator):
         What the classifier's ``lr_schedule`` resolves to when it is ``None``
         and no ``LRScheduler`` is among its ``callbacks``: ``"constant"``
         here, ``"cosine"`` for ``mslc``.
+    default_pretrain_epochs
+        What the classifier's ``pretrain_epochs`` resolves to when it is
+        ``None`` (epochs on the trusted set alone before the noisy rows): 0
+        for every method (the option helps where the trusted rows alone make
+        a good model and costs where they do not; see the classifier).
+    pretraining_replaces_warmup : bool
+        Whether the method's default warm-up is dropped when the network is
+        pre-trained on the trusted set (the classifier's ``warmup_epochs=None``
+        then resolves to 0): ``True`` for ``mfrw``.
     """
 
     name = "base"
@@ -223,6 +232,8 @@ class MetaMethod(BaseEstimator):
     default_weight_decay = 0.0
     default_average = 0.2  # every method but ce; see the classifier's average
     default_lr_schedule = "constant"
+    default_pretrain_epochs = 0
+    pretraining_replaces_warmup = False
 
     def default_warmup(self, max_epochs: int) -> int:
         return 0

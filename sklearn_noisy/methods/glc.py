@@ -88,6 +88,7 @@ class GLC(MetaMethod):
 
     def fit_net(self, make_net, X, targets, meta_batches):
         first = make_net(self)
+        first.pretrain_epochs = 0  # T is estimated on the trusted set: not trained on
         first.initialize()
         init_state = copy.deepcopy(first.module_.state_dict())
         first.partial_fit(X, targets, meta_batches=meta_batches)
