@@ -233,6 +233,7 @@ def _fit_method(name, case, settings, seed, cache):
     Returns ``(test_pred, corrected_labels, seconds)``, and for the library's
     classifier also ``{"epochs_run": n_iter_, "best_epoch": best_epoch_,
     "warmup_epochs": warmup_epochs_, "averaged_epochs": averaged_epochs_,
+    "pretrain_epochs": pretrain_epochs_, "pretrain_check": pretrain_check_,
     "method_params": ...}`` (the fitted method object's parameters).
     """
     meta = {"X_meta": case.X_meta, "y_meta": case.y_meta}
@@ -270,6 +271,8 @@ def _fit_method(name, case, settings, seed, cache):
             "best_epoch": clf.best_epoch_,
             "warmup_epochs": clf.warmup_epochs_,
             "averaged_epochs": clf.averaged_epochs_,
+            "pretrain_epochs": clf.pretrain_epochs_,
+            "pretrain_check": clf.pretrain_check_,
             "method_params": {
                 k: v
                 for k, v in clf.method_.get_params().items()

@@ -178,9 +178,11 @@ def test_early_stopped_peer_keeps_its_best_epoch(sym40):
     assert (clf.predict(X[val]) == y_val).mean() == pytest.approx(max(scores))
 
 
-def _ce_mlc_and_a_peer(tmp_path_factory, setting):
+def _ce_mlc_and_a_peer(tmp_path_factory, *settings):
     """Quick accuracy run of ``ce``, ``mlc`` and the ``ce+trusted`` peer with ``--set``."""
-    args = ("--methods", "ce,mlc", "--peers", "ce+trusted", "--set", setting)
+    args = ("--methods", "ce,mlc", "--peers", "ce+trusted")
+    for setting in settings:
+        args += ("--set", setting)
     report, table = _run("accuracy", tmp_path_factory, *args)
     return report, table, {r["method"]: r for r in report["runs"]}
 
@@ -196,11 +198,17 @@ def test_accuracy_sets_a_parameter_on_library_methods_only(tmp_path_factory):
 
 
 def test_accuracy_records_the_warm_up_each_library_fit_ran(tmp_path_factory):
-    _, _, runs = _ce_mlc_and_a_peer(tmp_path_factory, "warmup_epochs=1")
+    _, _, runs = _ce_mlc_and_a_peer(tmp_path_factory, "warmup_epochs=1", "pretrain_epochs=auto")
     assert runs["mlc"]["warmup_epochs"] == 1  # quick mode: 1 of 2 epochs
     assert runs["ce"]["warmup_epochs"] == 0  # no meta steps, no warm-up
     # and the epochs its model averages: mlc's one meta epoch; ce keeps its last
     assert runs["mlc"]["averaged_epochs"] == 1 and runs["ce"]["averaged_epochs"] == 0
+    # and what the pre-training check measured and decided
+    for name in ("ce", "mlc"):
+        check = runs[name]["pretrain_check"]
+        assert 0 < check["trusted_cv_accuracy"] <= 1
+        assert runs[name]["pretrain_epochs"] == (200 if check["pretrain"] else 0)
+    assert runs["ce+trusted"]["pretrain_check"] is None  # a peer: fitted without --set
 
 
 def test_accuracy_refuses_an_unknown_or_fixed_parameter():

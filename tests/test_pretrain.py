@@ -3,6 +3,7 @@ noisy rows, so that training on them starts from a model of the clean rows."""
 
 from __future__ import annotations
 
+import copy
 import pickle
 
 import numpy as np
@@ -14,6 +15,8 @@ from skorch.callbacks import Callback
 
 from sklearn_noisy import MetaLabelCorrectionClassifier, NoTrustedSetWarning
 from sklearn_noisy._engine import MetaBatches
+from sklearn_noisy._pretrain_check import AUTO_PRETRAIN_EPOCHS, trusted_set_check
+from sklearn_noisy.modules import MLP
 from tests.conftest import make_case
 
 
@@ -65,9 +68,10 @@ def test_mfrw_pretrained_starts_its_meta_steps_at_once(sym40):
     assert "meta_loss" in clf.history_[0]
 
 
-def test_by_default_mfrw_keeps_the_papers_schedule(sym40):
-    clf = _fit(sym40, method="mfrw", max_epochs=10)
+def test_without_pretraining_mfrw_keeps_the_papers_schedule(sym40):
+    clf = _fit(sym40, method="mfrw", max_epochs=10, pretrain_epochs=0)
     assert clf.pretrain_epochs_ == 0 and clf.pretrain_loss_curve_ == []
+    assert clf.pretrain_check_ is None
     assert clf.warmup_epochs_ == 1  # warmup_fraction 0.1 of 10 epochs
     assert "meta_loss" not in clf.history_[0]
 
@@ -110,17 +114,111 @@ def test_pretraining_helps_mfrw_at_heavy_noise(sym80):
     """Digits at 80% symmetric noise: the trusted model is a far better start than
     one trained on labels 80% wrong (seed 0, 20 epochs: 0.928 against 0.848)."""
     pre = _fit(sym80, method="mfrw", max_epochs=20, pretrain_epochs=200)
-    plain = _fit(sym80, method="mfrw", max_epochs=20)
+    plain = _fit(sym80, method="mfrw", max_epochs=20, pretrain_epochs=0)
     acc_pre = (pre.predict(sym80.X_test) == sym80.y_test).mean()
     acc_plain = (plain.predict(sym80.X_test) == sym80.y_test).mean()
     assert acc_pre > acc_plain + 0.04
     assert acc_pre > 0.9
 
 
-@pytest.mark.parametrize("method", ["ce", "glc", "mfrw", "mlc", "mslc", "mslg", "tmlc"])
-def test_pretraining_is_off_by_default(sym40, method):
+@pytest.mark.parametrize("method", ["ce", "glc", "mlc", "mslg", "tmlc"])
+def test_pretraining_is_off_by_default_for_most_methods(sym40, method):
     clf = _fit(sym40, method=method, max_epochs=1)
     assert clf.pretrain_epochs_ == 0 and clf.pretrain_loss_curve_ == []
+    assert clf.pretrain_check_ is None
+
+
+@pytest.mark.parametrize("method", ["mfrw", "mslc"])
+def test_mfrw_and_mslc_check_by_default(sym80, method):
+    """Digits at 80% symmetric noise: the trusted rows alone (about 0.9 right on
+    held-out trusted rows) beat labels 20% right, so both pre-train."""
+    clf = _fit(sym80, method=method, max_epochs=1)
+    check = clf.pretrain_check_
+    assert check["pretrain"] and check["n_splits"] == 5
+    assert check["trusted_cv_accuracy"] > 0.8
+    assert abs(check["estimated_label_accuracy"] - sym80.noisy_accuracy) < 0.05
+    assert clf.pretrain_epochs_ == AUTO_PRETRAIN_EPOCHS
+
+
+def test_auto_fits_as_the_epochs_it_decides_on(sym80):
+    """The check draws on a random state of its own: the fit is the one its
+    decision names, to the bit."""
+    auto = _fit(sym80, method="mfrw", max_epochs=2, pretrain_epochs="auto")
+    fixed = _fit(sym80, method="mfrw", max_epochs=2, pretrain_epochs=AUTO_PRETRAIN_EPOCHS)
+    np.testing.assert_array_equal(
+        auto.predict_proba(sym80.X_test), fixed.predict_proba(sym80.X_test)
+    )
+    assert auto.warmup_epochs_ == fixed.warmup_epochs_ == 0
+    loaded = pickle.loads(pickle.dumps(auto))
+    assert loaded.pretrain_check_ == auto.pretrain_check_
+    assert clone(auto).get_params()["pretrain_epochs"] == "auto"
+
+
+def test_auto_does_not_pretrain_where_the_labels_beat_the_trusted_rows():
+    """Three trusted rows per class make a weak model; labels 90% right beat it,
+    so mfrw's default leaves the network as it was: the fit is the one without
+    pre-training, warm-up included."""
+    case = make_case("symmetric", 0.1, per_class=3)
+    auto = _fit(case, method="mfrw", max_epochs=10)
+    plain = _fit(case, method="mfrw", max_epochs=10, pretrain_epochs=0)
+    check = auto.pretrain_check_
+    assert not check["pretrain"] and check["n_splits"] == 3
+    assert check["trusted_cv_accuracy"] < check["estimated_label_accuracy"]
+    assert "no pre-training" in check["reason"]
+    assert auto.pretrain_epochs_ == 0 and auto.warmup_epochs_ == plain.warmup_epochs_ == 1
+    np.testing.assert_array_equal(
+        auto.predict_proba(case.X_test), plain.predict_proba(case.X_test)
+    )
+
+
+def _check(case, **kwargs):
+    kwargs.setdefault("max_rows", 10_000)
+    return trusted_set_check(
+        lambda: MLP(case.X.shape[1], 10),
+        lambda params: torch.optim.Adam(params, lr=1e-3),
+        case.X_meta,
+        case.y_meta,
+        case.X,
+        case.y_noisy,
+        epochs=50,
+        batch_size=64,
+        device="cpu",
+        seed=0,
+        **kwargs,
+    )
+
+
+@pytest.mark.parametrize("rate", [0.2, 0.5, 0.8])
+def test_the_check_estimates_the_share_of_right_labels(rate):
+    case = make_case("symmetric", rate)
+    check = _check(case)
+    assert abs(check["estimated_label_accuracy"] - case.noisy_accuracy) < 0.05
+    assert check["trusted_cv_accuracy"] > 0.8
+    assert check["pretrain"] == (check["estimated_label_accuracy"] < check["trusted_cv_accuracy"])
+
+
+def test_the_check_leaves_the_random_state_and_the_arrays_alone(sym40):
+    before = [a.copy() for a in (sym40.X_meta, sym40.y_meta, sym40.X, sym40.y_noisy)]
+    state = torch.get_rng_state()
+    full = _check(sym40)
+    assert torch.equal(torch.get_rng_state(), state)
+    for a, b in zip(before, (sym40.X_meta, sym40.y_meta, sym40.X, sym40.y_noisy)):
+        np.testing.assert_array_equal(a, b)
+    assert _check(sym40) == full  # seeded: the same figures again
+    sampled = _check(sym40, max_rows=400)  # scores a random 400 of the 1157 noisy rows
+    assert sampled["noisy_label_agreement"] != full["noisy_label_agreement"]
+    assert abs(sampled["estimated_label_accuracy"] - full["estimated_label_accuracy"]) < 0.08
+
+
+def test_the_check_needs_two_trusted_rows_of_each_class(sym40):
+    y_meta = sym40.y_meta.copy()
+    lone = np.flatnonzero(y_meta == 3)[1:]
+    keep = np.setdiff1d(np.arange(len(y_meta)), lone)  # class 3 keeps one trusted row
+    case = copy.copy(sym40)
+    case.X_meta, case.y_meta = sym40.X_meta[keep], y_meta[keep]
+    check = _check(case)
+    assert not check["pretrain"] and check["n_splits"] == 0
+    assert "single trusted row" in check["reason"]
 
 
 def test_a_method_default_applies_only_where_the_trusted_rows_are_trained_on(sym40, monkeypatch):
@@ -150,12 +248,13 @@ def test_glc_pretrains_its_second_stage_only(sym40):
     assert not np.array_equal(pre.predict_proba(sym40.X_test), plain.predict_proba(sym40.X_test))
 
 
-def test_auto_warmup_with_explicit_pretraining_is_an_error(sym40):
-    with pytest.raises(ValueError, match="pretrain_epochs=10 cannot be combined"):
-        _fit(sym40, method="mlc", warmup_epochs="auto", pretrain_epochs=10)
+@pytest.mark.parametrize("pretrain", [10, "auto"])
+def test_auto_warmup_with_explicit_pretraining_is_an_error(sym40, pretrain):
+    with pytest.raises(ValueError, match=f"pretrain_epochs={pretrain!r} cannot be combined"):
+        _fit(sym40, method="mlc", warmup_epochs="auto", pretrain_epochs=pretrain)
 
 
-@pytest.mark.parametrize("bad", [-1, 2.5, "200"])
+@pytest.mark.parametrize("bad", [-1, 2.5, "200", "Auto"])
 def test_bad_pretrain_epochs_is_refused_by_name(sym40, bad):
     with pytest.raises(InvalidParameterError, match="pretrain_epochs"):
         _fit(sym40, method="mfrw", pretrain_epochs=bad)
@@ -175,3 +274,7 @@ def test_a_seeded_fit_with_pretraining_is_reproducible_and_pickles(sym40):
 def test_verbose_reports_the_pretraining(sym40, capsys):
     _fit(sym40, method="mfrw", max_epochs=1, pretrain_epochs=4, verbose=1)
     assert "pre-trained on the 100 trusted rows for 4 epochs" in capsys.readouterr().out
+    _fit(sym40, method="mfrw", max_epochs=1, pretrain_epochs="auto", verbose=1)
+    out = capsys.readouterr().out
+    assert "pretrain_epochs='auto': the trusted rows alone predict" in out
+    assert "pre-trained on the 100 trusted rows for 200 epochs" in out

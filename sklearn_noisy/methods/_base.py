@@ -208,9 +208,10 @@ class MetaMethod(BaseEstimator):
         here, ``"cosine"`` for ``mslc``.
     default_pretrain_epochs
         What the classifier's ``pretrain_epochs`` resolves to when it is
-        ``None`` (epochs on the trusted set alone before the noisy rows): 0
-        for every method (the option helps where the trusted rows alone make
-        a good model and costs where they do not; see the classifier).
+        ``None`` (epochs on the trusted set alone before the noisy rows, or
+        ``"auto"``, which checks first whether the trusted rows alone beat the
+        given labels; see the classifier): 0 here, ``"auto"`` for ``mfrw`` and
+        ``mslc``.
     pretraining_replaces_warmup : bool
         Whether the method's default warm-up is dropped when the network is
         pre-trained on the trusted set (the classifier's ``warmup_epochs=None``

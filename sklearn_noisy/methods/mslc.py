@@ -125,6 +125,19 @@ class MSLC(MetaMethod):
       (mnist1d instance 40%), +0.031 at MNIST symmetric 80% and +0.010 at
       symmetric 60% (``benchmarks/README.md``, "A cosine learning-rate
       schedule").  Pass ``lr_schedule="constant"`` for a constant rate.
+    * **Pre-training where it helps** (the classifier's ``pretrain_epochs=None``
+      resolves to ``"auto"`` for this method; the paper trains from a random
+      start): before the warm-up, the network is trained for 200 epochs on
+      the trusted set alone when a cross-validated check on it says that the
+      trusted rows alone predict better than the given labels are right; the
+      warm-up is kept (without it the soft labels start from a model that
+      has not seen the noisy rows: 0.958 -> 0.940 at digits symmetric 20% in
+      a pilot).  On the benchmark's 21 cases, seeds 0-2, the check
+      pre-trained on every digits and MNIST case and on no ``mnist1d`` case:
+      test accuracy +0.007 on average, +0.078 at MNIST symmetric 80% (0.682
+      -> 0.760), +0.038 at 60%, -0.003 at worst (``benchmarks/README.md``,
+      "Pre-training on the trusted set").  Pass ``pretrain_epochs=0`` for the
+      paper's schedule.
 
     Parameters
     ----------
@@ -161,6 +174,7 @@ class MSLC(MetaMethod):
     default_meta_every = 2  # see "Meta step on every second batch" above
     default_reuse_virtual_grad = True  # see the classifier's reuse_virtual_grad
     default_lr_schedule = "cosine"  # see "A cosine learning-rate schedule" above
+    default_pretrain_epochs = "auto"  # see "Pre-training where it helps" above
 
     def __init__(self, hidden_size=100, warmup_fraction=0.2, init_epochs=5, target="soft"):
         self.hidden_size = hidden_size
