@@ -246,11 +246,14 @@ class MetaLabelCorrectionClassifier(ClassifierMixin, BaseEstimator):
         often those fold networks agree with the given labels (``r``) how many
         of the labels are right (``r / a``), and pre-trains for 200 epochs
         where ``r / a < a`` (not at all otherwise; see
-        ``pretrain_check_``).  Its cost is the folds' training, 50 epochs each
-        on four fifths of the trusted set, about the pre-training's.  ``None`` takes the
-        method's default: ``"auto"`` for ``mfrw`` and ``mslc``, 0 for the other
-        methods.  ``mfrw`` drops its warm-up when pre-trained
-        (``warmup_epochs=None``).  Pre-training with ``warmup_epochs="auto"``
+        ``pretrain_check_``).  On the benchmark's 63 fits it pre-trained on
+        every digits and MNIST fit and on no ``mnist1d`` fit: ``mfrw`` +0.016
+        and ``mslc`` +0.007 on average, -0.010 at worst ("Pre-training where
+        it helps").  Its cost is the folds' training, 50 epochs each on four
+        fifths of the trusted set, about 1.5 times the pre-training's.
+        ``None`` takes the method's default: ``"auto"`` for ``mfrw`` and
+        ``mslc``, 0 for the other methods.  ``mfrw`` drops its warm-up when
+        pre-trained (``warmup_epochs=None``).  Pre-training with ``warmup_epochs="auto"``
         (which scores the warm-up on the trusted set) is an error, and a
         method's default then resolves to 0.  ``glc`` pre-trains its second
         stage only: its first stage estimates the noise from predictions on the
