@@ -150,6 +150,24 @@ class MetaBatches:
         return self
 
 
+def cross_entropy_pass(module, optimizer, batches):
+    """One optimizer step of plain cross-entropy per ``(X, y)`` batch.
+
+    The pre-training (:meth:`BiLevelNet._pretrain`) and the folds of its
+    ``"auto"`` check (:mod:`sklearn_noisy._pretrain_check`) train this way.
+    Returns the loss summed over the rows, a tensor (no host sync).
+    """
+    total = None
+    for Xb, yb in batches:
+        optimizer.zero_grad(set_to_none=True)
+        loss = F.cross_entropy(module(Xb), yb)
+        loss.backward()
+        optimizer.step()
+        part = loss.detach() * len(yb)
+        total = part if total is None else total + part
+    return total
+
+
 class _Rows(torch.utils.data.Dataset):
     """A skorch :class:`~skorch.dataset.Dataset` read a whole batch of rows at a time."""
 
@@ -707,13 +725,7 @@ class BiLevelNet(NeuralNet):
         self._set_training(True)
         batch_size = min(int(self.batch_size), len(meta.y))
         for batches in meta.epochs(self.pretrain_epochs, batch_size):
-            total = torch.zeros((), device=meta.X.device)
-            for Xb, yb in batches:
-                optimizer.zero_grad(set_to_none=True)
-                loss = F.cross_entropy(self.module_(Xb), yb)
-                loss.backward()
-                optimizer.step()
-                total += loss.detach() * len(yb)
+            total = cross_entropy_pass(self.module_, optimizer, batches)
             self.pretrain_loss_curve_.append(float(total) / len(meta.y))
         optimizer.zero_grad(set_to_none=True)
         optimizer.load_state_dict(saved)

@@ -34,8 +34,9 @@ import copy
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from sklearn.model_selection import StratifiedKFold
+
+from ._engine import cross_entropy_pass
 
 __all__ = ["AUTO_PRETRAIN_EPOCHS", "CHECK_EPOCHS", "trusted_set_check"]
 
@@ -159,11 +160,8 @@ def _train(module, make_optimizer, X, y, rows, epochs, batch_size, generator):
     module.train()
     for _ in range(epochs):
         order = rows[torch.randperm(len(rows), generator=generator)].to(X.device)
-        for start in range(0, len(order), batch_size):
-            batch = order[start : start + batch_size]
-            optimizer.zero_grad(set_to_none=True)
-            F.cross_entropy(module(X[batch]), y[batch]).backward()
-            optimizer.step()
+        batches = (order[s : s + batch_size] for s in range(0, len(order), batch_size))
+        cross_entropy_pass(module, optimizer, ((X[b], y[b]) for b in batches))
 
 
 def _predict(module, X):
