@@ -189,9 +189,9 @@ class MetaLabelCorrectionClassifier(ClassifierMixin, BaseEstimator):
         Run the virtual/meta steps on every ``meta_every``-th batch only (a
         speed lever: the extra cost of the meta steps shrinks by about the
         factor ``meta_every``).  ``None`` uses the method's default: 1 (every
-        batch, as in the papers) for all methods but ``mslc`` and ``tmlc``,
-        which use 2 (see their documentation, and ``benchmarks/README.md`` for
-        every method's accuracy at 1 and 2).
+        batch, as in the papers) for ``mlc`` and ``mslg``; 2 for ``mslc``,
+        ``tmlc`` and ``mfrw`` (see their documentation, and
+        ``benchmarks/README.md`` for every method's accuracy at 1 and 2).
     lookahead : {"full", "head"}, default="full"
         Which parameters the virtual step moves.  ``"full"``: all of them (the
         papers).  ``"head"``: only the module's ``head``; the backbone stays

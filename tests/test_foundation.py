@@ -148,6 +148,7 @@ def test_actual_step_reuses_the_virtual_forward_pass(pair40, method):
         max_epochs=2,
         warmup_epochs=1,
         pretrain_epochs=0,  # the passes of the training steps only
+        meta_every=1,  # a meta batch with every training batch
         batch_size=50,
         random_state=0,
         device="cpu",

@@ -64,11 +64,12 @@ def test_advisor_is_meta_trained(fitted):
 
 
 def test_saturation_penalty_keeps_the_advisor_per_sample():
-    """Without it the advisor freezes into one on/off feature mask for every row."""
+    """Without it the advisor freezes into one on/off feature mask for every row
+    (the paper's schedule: a meta step on every batch)."""
     case = make_case("symmetric", 0.8)
     flat, gap, acc = {}, {}, {}
     for penalty in (0.1, 0.0):
-        clf = _fit(MFRW(saturation_penalty=penalty), case, max_epochs=20)
+        clf = _fit(MFRW(saturation_penalty=penalty), case, max_epochs=20, meta_every=1)
         net = clf.net_
         with torch.no_grad():
             f = net.module_.backbone(torch.as_tensor(case.X, dtype=torch.float32))
@@ -82,6 +83,28 @@ def test_saturation_penalty_keeps_the_advisor_per_sample():
     assert flat[0.1] < 0.1 < 0.5 < flat[0.0], flat
     assert gap[0.1] > 0.1 and abs(gap[0.0]) < 0.01, gap  # flipped rows weighted down
     assert acc[0.1] > acc[0.0] + 0.1, acc
+
+
+@pytest.mark.parametrize("meta_every, expected_every", [(None, 2), (1, 1)])
+def test_advisor_updated_on_every_second_batch_by_default(sym40, meta_every, expected_every):
+    """mfrw's default meta_every is 2: the advisor gets half as many updates as batches,
+    and still re-weights the features of every batch."""
+    clf = _fit(
+        "mfrw",
+        sym40,
+        max_epochs=2,
+        warmup_epochs=0,
+        pretrain_epochs=0,
+        batch_size=64,
+        meta_every=meta_every,
+    )
+    assert clf.net_.meta_every == expected_every
+    per_epoch = [len(row["batches"]) for row in clf.history_]
+    expected = sum(-(-n // expected_every) for n in per_epoch)
+    param = clf.net_.meta_module_.advisor.out.bias
+    assert int(clf.net_.meta_optimizer_.state[param]["step"]) == expected
+    # every row's features were re-weighted in the last epoch, not only the meta batches'
+    assert np.isfinite(clf.advisor_weight_).all()
 
 
 def test_pickle_round_trip(fitted, sym40):
