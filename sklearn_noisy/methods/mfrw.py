@@ -146,14 +146,14 @@ class MFRW(MetaMethod):
       trusted rows alone predict better than the given labels are right, and
       the warm-up is then dropped (``warmup_epochs=None`` resolves to 0): the
       advisor's meta steps start at once from that model.  On the
-      benchmark's 21 cases, seeds 0-2, the check pre-trained on every digits
-      and MNIST case and on no ``mnist1d`` case (where the trusted rows alone
-      give 0.239): test accuracy +0.016 on average, +0.220 at MNIST symmetric
-      80% (0.527 -> 0.748), +0.073 at 60%, +0.031 at digits symmetric 80%,
-      -0.010 at worst (MNIST pair 20%).  A pilot that kept the 5 warm-up
-      epochs after the pre-training gave 0.689 at MNIST symmetric 80%
-      (``benchmarks/README.md``, "Pre-training on the trusted set").  Pass
-      ``pretrain_epochs=0`` for the paper's schedule.
+      benchmark's 21 cases, seeds 0-2, at ``meta_every=1``, the check
+      pre-trained on every digits and MNIST case and on no ``mnist1d`` case
+      (where the trusted rows alone give 0.239): test accuracy +0.016 on
+      average, +0.220 at MNIST symmetric 80% (0.527 -> 0.748), +0.073 at 60%,
+      +0.031 at digits symmetric 80%, -0.010 at worst (MNIST pair 20%).  A
+      pilot that kept the 5 warm-up epochs after the pre-training gave 0.689
+      at MNIST symmetric 80% (``benchmarks/README.md``, "Pre-training on the
+      trusted set").  Pass ``pretrain_epochs=0`` for the paper's schedule.
     * **Meta step on every second batch** (the classifier's ``meta_every=None``
       resolves to 2 for this method; the paper updates the advisor on every
       batch).  The advisor still re-weights the features of every batch;
