@@ -224,9 +224,14 @@ class MetaLabelCorrectionClassifier(ClassifierMixin, BaseEstimator):
         the meta phase gets the epochs left.  Memorisation starts earlier on
         some data than on other (after about 4 epochs on MNIST at 80%
         symmetric noise, after 15 or more on ``mnist1d``), which a fixed share
-        of ``max_epochs`` cannot follow.  Not the default: keeping the trusted
-        rows out of the warm-up costs where the network learns slowly (see the
-        user guide, "A warm-up that ends when memorisation starts").
+        of ``max_epochs`` cannot follow.  Keeping the trusted rows out of the
+        warm-up costs where the network learns slowly (see the user guide, "A
+        warm-up that ends when memorisation starts"), so for most methods it
+        is an option.  For ``mslg`` ``None`` decides: the check of
+        ``pretrain_epochs="auto"`` runs on the trusted set (its findings in
+        ``warmup_check_``), and the warm-up is ``"auto"`` where the trusted
+        rows alone are estimated to predict better than the labels are right,
+        the method's fixed one elsewhere.
     pretrain_epochs : int, "auto" or None, default=None
         Epochs of plain cross-entropy on the trusted set alone before training
         on the noisy rows begins (warm-up included): the network starts from a
@@ -387,6 +392,12 @@ class MetaLabelCorrectionClassifier(ClassifierMixin, BaseEstimator):
         ``noisy_label_agreement`` (``r``), ``estimated_label_accuracy``
         (``r / a``), ``n_splits``, ``pretrain`` (the decision) and ``reason``
         (a sentence).  ``None`` when no check ran.
+    warmup_check_ : dict or None
+        For a method whose ``warmup_epochs=None`` is decided by the same check
+        (``mslg``): what it measured, as ``pretrain_check_``, with the decision
+        as ``auto_warmup`` (``True``: the warm-up was ``"auto"``).  ``None``
+        when no such check ran (``warmup_epochs`` given, another method, no
+        trusted set, or pre-training).
     n_iter_ : int
         Epochs completed (fewer than ``max_epochs`` after a KeyboardInterrupt,
         which ``fit`` turns into a warning, keeping the model trained so far;
@@ -750,6 +761,28 @@ class MetaLabelCorrectionClassifier(ClassifierMixin, BaseEstimator):
     def _check_pretraining(self, X_t, y_t, X_noisy, y_noisy, n_classes, device, seed):
         """``pretrain_epochs="auto"``: pre-train for ``AUTO_PRETRAIN_EPOCHS`` or not at
         all, as :func:`~sklearn_noisy._pretrain_check.trusted_set_check` says."""
+        return self._trusted_set_check(
+            "pretrain_epochs='auto'", X_t, y_t, X_noisy, y_noisy, n_classes, device, seed
+        )
+
+    def _check_warmup(self, X_t, y_t, X_noisy, y_noisy, n_classes, device, seed):
+        """The method's ``default_warmup_check``: an ``"auto"`` warm-up or the fixed
+        one, as :func:`~sklearn_noisy._pretrain_check.trusted_set_check` says."""
+        check = self._trusted_set_check(
+            "warmup_epochs=None",
+            X_t,
+            y_t,
+            X_noisy,
+            y_noisy,
+            n_classes,
+            device,
+            seed,
+            outcomes=("warmup_epochs='auto'", "the method's fixed warm-up"),
+        )
+        check["auto_warmup"] = check.pop("pretrain")
+        return check
+
+    def _trusted_set_check(self, what, X_t, y_t, X_noisy, y_noisy, n_classes, device, seed, **kw):
         resolved = self._resolve_optimizer_params()
         check = trusted_set_check(
             lambda: self._make_module(X_t.shape[1], n_classes),
@@ -762,9 +795,10 @@ class MetaLabelCorrectionClassifier(ClassifierMixin, BaseEstimator):
             batch_size=self.batch_size,
             device=device,
             seed=seed,
+            **kw,
         )
         if self.verbose:
-            print(f"pretrain_epochs='auto': {check['reason']}")
+            print(f"{what}: {check['reason']}")
         return check
 
     def _check_callbacks(self):
@@ -856,6 +890,19 @@ class MetaLabelCorrectionClassifier(ClassifierMixin, BaseEstimator):
                 X_t, y_t_enc, X_fit, y_fit, n_classes, device, seed
             )
             pretrain = AUTO_PRETRAIN_EPOCHS if self.pretrain_check_["pretrain"] else 0
+        auto_warmup = self.warmup_epochs == "auto"
+        self.warmup_check_ = None
+        if (
+            self.warmup_epochs is None
+            and self.method_.default_warmup_check
+            and self.method_.uses_meta_step
+            and not pretrain  # the auto warm-up scores on the trusted rows: held out
+            and (X_meta is not None or meta_mask is not None)
+        ):
+            self.warmup_check_ = self._check_warmup(
+                X_t, y_t_enc, X_fit, y_fit, n_classes, device, seed
+            )
+            auto_warmup = self.warmup_check_["auto_warmup"]
         valid = None
         if held is not None:
             # skorch's validation loop scores the held-out rows each epoch
@@ -865,7 +912,6 @@ class MetaLabelCorrectionClassifier(ClassifierMixin, BaseEstimator):
                     encode_targets(y_n_enc[held], np.zeros(len(held), bool)),
                 )
             )
-        auto_warmup = self.warmup_epochs == "auto"
         warmup = (
             self.method_.default_warmup(self.max_epochs)
             if self.warmup_epochs is None or auto_warmup

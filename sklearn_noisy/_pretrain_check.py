@@ -62,6 +62,7 @@ def trusted_set_check(
     device,
     seed,
     max_rows=10_000,
+    outcomes=("pre-training", "no pre-training"),
 ):
     """Whether to pre-train on the trusted set: the check of the module docstring.
 
@@ -84,6 +85,9 @@ def trusted_set_check(
         from it; the global torch random state is left as it was.
     max_rows : int
         At most this many noisy rows are scored.
+    outcomes : (str, str)
+        How ``reason`` ends when the check says yes and no (the same check
+        also decides ``mslg``'s warm-up, see the classifier's ``warmup_epochs``).
 
     Returns
     -------
@@ -104,7 +108,7 @@ def trusted_set_check(
             "n_splits": 0,
             "pretrain": False,
             "reason": "a class has a single trusted row, too few to cross-validate: "
-            "no pre-training",
+            + outcomes[1],
         }
     rng = np.random.RandomState(seed)
     rows = np.arange(len(y_noisy))
@@ -134,13 +138,13 @@ def trusted_set_check(
     if pretrain:
         reason = (
             f"the trusted rows alone predict {a:.3f} of held-out trusted rows right, "
-            f"above the {estimate:.3f} of the given labels estimated right: pre-training"
+            f"above the {estimate:.3f} of the given labels estimated right: {outcomes[0]}"
         )
     else:
         shown = "unknown" if estimate is None else f"{estimate:.3f}"
         reason = (
             f"the trusted rows alone predict {a:.3f} of held-out trusted rows right, not "
-            f"above the {shown} of the given labels estimated right: no pre-training"
+            f"above the {shown} of the given labels estimated right: {outcomes[1]}"
         )
     return {
         "trusted_cv_accuracy": a,

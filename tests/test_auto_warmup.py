@@ -49,8 +49,8 @@ def test_the_warm_up_ends_when_the_trusted_accuracy_stops_improving(mslg_auto):
 
 
 def test_a_fixed_warm_up_is_not_scored(sym80):
-    clf = _fit(sym80, method="mslg", max_epochs=12)
-    assert clf.warmup_epochs_ == 5  # mslg's 40% of max_epochs
+    clf = _fit(sym80, method="mslg", max_epochs=12, warmup_epochs=5)
+    assert clf.warmup_epochs_ == 5
     assert _meta_epochs(clf) == list(range(6, 13))
     assert not any("warmup_acc" in row for row in clf.history_)
 
@@ -86,7 +86,7 @@ def test_the_warm_up_does_not_train_on_the_trusted_rows(sym80):
     auto = [
         _fit(sym80, y, method=method, warmup_epochs="auto", max_epochs=4) for y in (None, wrong)
     ]
-    fixed = [_fit(sym80, y, method=method, max_epochs=4) for y in (None, wrong)]
+    fixed = [_fit(sym80, y, method=method, warmup_epochs=4, max_epochs=4) for y in (None, wrong)]
     assert auto[0].history_[:, "train_loss"] == auto[1].history_[:, "train_loss"]
     assert fixed[0].history_[:, "train_loss"] != fixed[1].history_[:, "train_loss"]
 
@@ -155,3 +155,50 @@ def test_auto_warm_up_on_cuda(sym80):
     assert 0 < clf.warmup_epochs_ == len(acc) <= 4  # mslc's cap: 20% of 20 epochs
     clone = pickle.loads(pickle.dumps(clf))
     np.testing.assert_allclose(clone.predict_proba(sym80.X_test).sum(1), 1.0, atol=1e-6)
+
+
+def test_mslg_warms_up_automatically_where_the_trusted_rows_can_tell(sym80):
+    """Digits at 80% noise: the check finds the trusted rows alone (about 0.9 right
+    held out) better than labels 20% right, so mslg's default warm-up is "auto":
+    the fit is, to the bit, the one with warmup_epochs="auto"."""
+    default = _fit(sym80, method="mslg", max_epochs=12)
+    auto = _fit(sym80, method="mslg", max_epochs=12, warmup_epochs="auto")
+    check = default.warmup_check_
+    assert check["auto_warmup"] and "pretrain" not in check
+    assert check["reason"].endswith("warmup_epochs='auto'")
+    assert abs(check["estimated_label_accuracy"] - sym80.noisy_accuracy) < 0.05
+    assert default.warmup_epochs_ == auto.warmup_epochs_
+    assert len(default.history_[:, "warmup_acc"]) == default.warmup_epochs_
+    np.testing.assert_array_equal(
+        default.predict_proba(sym80.X_test), auto.predict_proba(sym80.X_test)
+    )
+    np.testing.assert_array_equal(default.corrected_proba_, auto.corrected_proba_)
+    assert auto.warmup_check_ is None  # warmup_epochs given: no check
+    assert default.pretrain_check_ is None and default.pretrain_epochs_ == 0
+    loaded = pickle.loads(pickle.dumps(default))
+    assert loaded.warmup_check_ == check
+
+
+def test_mslg_keeps_its_fixed_warm_up_where_the_labels_beat_the_trusted_rows():
+    """Three trusted rows per class make a weak model; labels 90% right beat it, so
+    mslg's warm-up is its fixed 40% of max_epochs, trusted rows trained on."""
+    case = make_case("symmetric", 0.1, per_class=3)
+    default = _fit(case, method="mslg", max_epochs=10)
+    fixed = _fit(case, method="mslg", max_epochs=10, warmup_epochs=4)
+    check = default.warmup_check_
+    assert not check["auto_warmup"] and check["n_splits"] == 3
+    assert check["trusted_cv_accuracy"] < check["estimated_label_accuracy"]
+    assert check["reason"].endswith("the method's fixed warm-up")
+    assert default.warmup_epochs_ == 4
+    assert not any("warmup_acc" in row for row in default.history_)
+    np.testing.assert_array_equal(
+        default.predict_proba(case.X_test), fixed.predict_proba(case.X_test)
+    )
+
+
+def test_no_warm_up_check_with_pretraining_or_for_other_methods(sym80):
+    pre = _fit(sym80, method="mslg", max_epochs=3, pretrain_epochs=20)
+    assert pre.warmup_check_ is None and pre.pretrain_epochs_ == 20
+    assert pre.warmup_epochs_ == 1  # the fixed 40% of 3 epochs
+    for method in ["mlc", "tmlc", "mslc"]:
+        assert _fit(sym80, method=method, max_epochs=1).warmup_check_ is None

@@ -209,6 +209,8 @@ def test_accuracy_records_the_warm_up_each_library_fit_ran(tmp_path_factory):
         assert 0 < check["trusted_cv_accuracy"] <= 1
         assert runs[name]["pretrain_epochs"] == (200 if check["pretrain"] else 0)
     assert runs["ce+trusted"]["pretrain_check"] is None  # a peer: fitted without --set
+    # warmup_epochs given: no fit checks for its warm-up (mslg's default would)
+    assert runs["mlc"]["warmup_check"] is None
 
 
 def test_accuracy_refuses_an_unknown_or_fixed_parameter():

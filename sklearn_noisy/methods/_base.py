@@ -216,6 +216,12 @@ class MetaMethod(BaseEstimator):
         Whether the method's default warm-up is dropped when the network is
         pre-trained on the trusted set (the classifier's ``warmup_epochs=None``
         then resolves to 0): ``True`` for ``mfrw``.
+    default_warmup_check : bool
+        Whether the classifier's ``warmup_epochs=None`` runs the trusted-set
+        check of ``pretrain_epochs="auto"`` and makes the warm-up ``"auto"``
+        where it says that the trusted rows alone predict better than the
+        labels are right (the method's fixed warm-up otherwise): ``True`` for
+        ``mslg``.
     """
 
     name = "base"
@@ -235,6 +241,7 @@ class MetaMethod(BaseEstimator):
     default_lr_schedule = "constant"
     default_pretrain_epochs = 0
     pretraining_replaces_warmup = False
+    default_warmup_check = False
 
     def default_warmup(self, max_epochs: int) -> int:
         return 0
