@@ -45,3 +45,17 @@ def pair40():
 @pytest.fixture(scope="session")
 def sym40():
     return make_case("symmetric", 0.4)
+
+
+@pytest.fixture(scope="session")
+def weak_trusted():
+    """Three trusted rows per class (a weak model of them) and labels 90% right: the
+    trusted-set check of ``pretrain_epochs="auto"`` says no on it."""
+    return make_case("symmetric", 0.1, per_class=3)
+
+
+def assert_check_said_no(check, decision):
+    """The trusted-set check on ``weak_trusted``: 3 folds, and the trusted rows'
+    cross-validated accuracy below the estimated share of right labels."""
+    assert check[decision] is False and check["n_splits"] == 3
+    assert check["trusted_cv_accuracy"] < check["estimated_label_accuracy"]

@@ -10,7 +10,7 @@ from sklearn.utils._param_validation import InvalidParameterError
 
 from sklearn_noisy import MetaLabelCorrectionClassifier
 from sklearn_noisy.methods import MSLC, MSLG
-from tests.conftest import make_case
+from tests.conftest import assert_check_said_no, make_case
 
 PATIENCE = 5
 
@@ -179,15 +179,14 @@ def test_mslg_warms_up_automatically_where_the_trusted_rows_can_tell(sym80):
     assert loaded.warmup_check_ == check
 
 
-def test_mslg_keeps_its_fixed_warm_up_where_the_labels_beat_the_trusted_rows():
-    """Three trusted rows per class make a weak model; labels 90% right beat it, so
-    mslg's warm-up is its fixed 40% of max_epochs, trusted rows trained on."""
-    case = make_case("symmetric", 0.1, per_class=3)
+def test_mslg_keeps_its_fixed_warm_up_where_the_labels_beat_the_trusted_rows(weak_trusted):
+    """A weak trusted model and labels 90% right: mslg's warm-up is its fixed 40% of
+    max_epochs, trusted rows trained on."""
+    case = weak_trusted
     default = _fit(case, method="mslg", max_epochs=10)
     fixed = _fit(case, method="mslg", max_epochs=10, warmup_epochs=4)
     check = default.warmup_check_
-    assert not check["auto_warmup"] and check["n_splits"] == 3
-    assert check["trusted_cv_accuracy"] < check["estimated_label_accuracy"]
+    assert_check_said_no(check, "auto_warmup")
     assert check["reason"].endswith("the method's fixed warm-up")
     assert default.warmup_epochs_ == 4
     assert not any("warmup_acc" in row for row in default.history_)
