@@ -33,7 +33,12 @@ from ._engine import (
     TrainInfo,
     encode_targets,
 )
-from ._pretrain_check import AUTO_PRETRAIN_EPOCHS, CHECK_EPOCHS, trusted_set_check
+from ._pretrain_check import (
+    AUTO_PRETRAIN_EPOCHS,
+    CHECK_EPOCHS,
+    check_reason,
+    trusted_set_check,
+)
 from .methods import MetaMethod, available_methods, get_method
 from .modules import MLP
 
@@ -761,30 +766,33 @@ class MetaLabelCorrectionClassifier(ClassifierMixin, BaseEstimator):
     def _check_pretraining(self, X_t, y_t, X_noisy, y_noisy, n_classes, device, seed):
         """``pretrain_epochs="auto"``: pre-train for ``AUTO_PRETRAIN_EPOCHS`` or not at
         all, as :func:`~sklearn_noisy._pretrain_check.trusted_set_check` says."""
-        return self._trusted_set_check(
-            "pretrain_epochs='auto'", X_t, y_t, X_noisy, y_noisy, n_classes, device, seed
-        )
+        check = self._trusted_set_check(X_t, y_t, X_noisy, y_noisy, n_classes, device, seed)
+        if self.verbose:
+            print(f"pretrain_epochs='auto': {check['reason']}")
+        return check
 
     def _check_warmup(self, X_t, y_t, X_noisy, y_noisy, n_classes, device, seed):
         """The method's ``default_warmup_check``: an ``"auto"`` warm-up or the fixed
-        one, as :func:`~sklearn_noisy._pretrain_check.trusted_set_check` says."""
-        check = self._trusted_set_check(
-            "warmup_epochs=None",
-            X_t,
-            y_t,
-            X_noisy,
-            y_noisy,
-            n_classes,
-            device,
-            seed,
-            outcomes=("warmup_epochs='auto'", "the method's fixed warm-up"),
+        one, as :func:`~sklearn_noisy._pretrain_check.trusted_set_check` says.  The
+        pre-training check of this fit, when it ran (and said no), is the same
+        check on the same data: its findings are taken, not measured again."""
+        check = dict(
+            self.pretrain_check_
+            or self._trusted_set_check(X_t, y_t, X_noisy, y_noisy, n_classes, device, seed)
         )
         check["auto_warmup"] = check.pop("pretrain")
+        check["reason"] = check_reason(
+            check, ("warmup_epochs='auto'", "the method's fixed warm-up"), "auto_warmup"
+        )
+        if self.verbose:
+            print(f"warmup_epochs=None: {check['reason']}")
         return check
 
-    def _trusted_set_check(self, what, X_t, y_t, X_noisy, y_noisy, n_classes, device, seed, **kw):
+    def _trusted_set_check(self, X_t, y_t, X_noisy, y_noisy, n_classes, device, seed):
+        """:func:`~sklearn_noisy._pretrain_check.trusted_set_check` with this fit's
+        network, optimizer and batch size."""
         resolved = self._resolve_optimizer_params()
-        check = trusted_set_check(
+        return trusted_set_check(
             lambda: self._make_module(X_t.shape[1], n_classes),
             lambda params: self.optimizer(params, lr=self.lr, **resolved),
             X_t,
@@ -795,11 +803,7 @@ class MetaLabelCorrectionClassifier(ClassifierMixin, BaseEstimator):
             batch_size=self.batch_size,
             device=device,
             seed=seed,
-            **kw,
         )
-        if self.verbose:
-            print(f"{what}: {check['reason']}")
-        return check
 
     def _check_callbacks(self):
         """The user's ``callbacks`` as a list, each one checked (not copied yet)."""

@@ -38,7 +38,7 @@ from sklearn.model_selection import StratifiedKFold
 
 from ._engine import cross_entropy_pass
 
-__all__ = ["AUTO_PRETRAIN_EPOCHS", "CHECK_EPOCHS", "trusted_set_check"]
+__all__ = ["AUTO_PRETRAIN_EPOCHS", "CHECK_EPOCHS", "check_reason", "trusted_set_check"]
 
 #: Epochs ``pretrain_epochs="auto"`` pre-trains for when its check says so (as
 #: many as the benchmarks' ``trusted_only`` peer trains).
@@ -62,7 +62,6 @@ def trusted_set_check(
     device,
     seed,
     max_rows=10_000,
-    outcomes=("pre-training", "no pre-training"),
 ):
     """Whether to pre-train on the trusted set: the check of the module docstring.
 
@@ -85,9 +84,6 @@ def trusted_set_check(
         from it; the global torch random state is left as it was.
     max_rows : int
         At most this many noisy rows are scored.
-    outcomes : (str, str)
-        How ``reason`` ends when the check says yes and no (the same check
-        also decides ``mslg``'s warm-up, see the classifier's ``warmup_epochs``).
 
     Returns
     -------
@@ -101,15 +97,14 @@ def trusted_set_check(
     counts = counts[counts > 0]
     n_splits = int(min(_MAX_FOLDS, counts.min()))
     if n_splits < 2:
-        return {
+        check = {
             "trusted_cv_accuracy": None,
             "noisy_label_agreement": None,
             "estimated_label_accuracy": None,
             "n_splits": 0,
             "pretrain": False,
-            "reason": "a class has a single trusted row, too few to cross-validate: "
-            + outcomes[1],
         }
+        return {**check, "reason": check_reason(check)}
     rng = np.random.RandomState(seed)
     rows = np.arange(len(y_noisy))
     if len(rows) > max_rows:
@@ -134,26 +129,33 @@ def trusted_set_check(
     a = right / len(y_trusted)
     r = agree / (n_splits * len(rows))
     estimate = r / a if a > 0 else None
-    pretrain = estimate is not None and estimate < a
-    if pretrain:
-        reason = (
-            f"the trusted rows alone predict {a:.3f} of held-out trusted rows right, "
-            f"above the {estimate:.3f} of the given labels estimated right: {outcomes[0]}"
-        )
-    else:
-        shown = "unknown" if estimate is None else f"{estimate:.3f}"
-        reason = (
-            f"the trusted rows alone predict {a:.3f} of held-out trusted rows right, not "
-            f"above the {shown} of the given labels estimated right: {outcomes[1]}"
-        )
-    return {
+    check = {
         "trusted_cv_accuracy": a,
         "noisy_label_agreement": r,
         "estimated_label_accuracy": estimate,
         "n_splits": n_splits,
-        "pretrain": bool(pretrain),
-        "reason": reason,
+        "pretrain": bool(estimate is not None and estimate < a),
     }
+    return {**check, "reason": check_reason(check)}
+
+
+def check_reason(check, outcomes=("pre-training", "no pre-training"), decision="pretrain"):
+    """The check's finding and decision (``check[decision]``) in a sentence ending with
+    ``outcomes[0]`` (yes) or ``outcomes[1]`` (no).  The same check also decides
+    ``mslg``'s warm-up (the classifier's ``warmup_epochs``), in its own words."""
+    if not check["n_splits"]:
+        return "a class has a single trusted row, too few to cross-validate: " + outcomes[1]
+    a, estimate = check["trusted_cv_accuracy"], check["estimated_label_accuracy"]
+    if check[decision]:
+        return (
+            f"the trusted rows alone predict {a:.3f} of held-out trusted rows right, "
+            f"above the {estimate:.3f} of the given labels estimated right: {outcomes[0]}"
+        )
+    shown = "unknown" if estimate is None else f"{estimate:.3f}"
+    return (
+        f"the trusted rows alone predict {a:.3f} of held-out trusted rows right, not "
+        f"above the {shown} of the given labels estimated right: {outcomes[1]}"
+    )
 
 
 def _train(module, make_optimizer, X, y, rows, epochs, batch_size, generator):

@@ -201,3 +201,24 @@ def test_no_warm_up_check_with_pretraining_or_for_other_methods(sym80):
     assert pre.warmup_epochs_ == 1  # the fixed 40% of 3 epochs
     for method in ["mlc", "tmlc", "mslc"]:
         assert _fit(sym80, method=method, max_epochs=1).warmup_check_ is None
+
+
+def test_the_warm_up_takes_the_pretraining_checks_findings(weak_trusted, monkeypatch):
+    """mslg with pretrain_epochs="auto" where the check says no: the warm-up's decision
+    comes from that same check, run once."""
+    import sklearn_noisy._classifier as classifier
+
+    calls = []
+    real = classifier.trusted_set_check
+    monkeypatch.setattr(
+        classifier, "trusted_set_check", lambda *a, **k: calls.append(1) or real(*a, **k)
+    )
+    clf = _fit(weak_trusted, method="mslg", max_epochs=2, pretrain_epochs="auto")
+    assert len(calls) == 1
+    pre, warm = clf.pretrain_check_, clf.warmup_check_
+    assert_check_said_no(pre, "pretrain")
+    assert_check_said_no(warm, "auto_warmup")
+    same = ("trusted_cv_accuracy", "noisy_label_agreement", "estimated_label_accuracy")
+    assert [pre[k] for k in same] == [warm[k] for k in same]
+    assert pre["reason"].endswith("no pre-training")
+    assert warm["reason"].endswith("the method's fixed warm-up")
