@@ -37,6 +37,7 @@ from ._pretrain_check import (
     AUTO_PRETRAIN_EPOCHS,
     CHECK_EPOCHS,
     check_reason,
+    label_estimate_reason,
     trusted_set_check,
 )
 from .methods import MetaMethod, available_methods, get_method
@@ -403,6 +404,13 @@ class MetaLabelCorrectionClassifier(ClassifierMixin, BaseEstimator):
         as ``auto_warmup`` (``True``: the warm-up was ``"auto"``).  ``None``
         when no such check ran (``warmup_epochs`` given, another method, no
         trusted set, or pre-training).
+    init_check_ : dict or None
+        For a method that starts its meta parameters from the same check's
+        estimate of the share of right labels (``mlc`` with its default
+        ``init_diagonal="auto"``; the diagonal used is ``init_diagonal_``):
+        what it measured, as ``pretrain_check_``, without a decision, and
+        ``reason``.  Taken from ``pretrain_check_`` or ``warmup_check_`` when
+        one of them ran.  ``None`` when no such check ran.
     n_iter_ : int
         Epochs completed (fewer than ``max_epochs`` after a KeyboardInterrupt,
         which ``fit`` turns into a warning, keeping the model trained so far;
@@ -788,6 +796,21 @@ class MetaLabelCorrectionClassifier(ClassifierMixin, BaseEstimator):
             print(f"warmup_epochs=None: {check['reason']}")
         return check
 
+    def _check_labels(self, X_t, y_t, X_noisy, y_noisy, n_classes, device, seed):
+        """For a method that ``uses_label_estimate``: the check's measurements, taken
+        from the pre-training or warm-up check of this fit when one ran."""
+        check = dict(
+            self.pretrain_check_
+            or self.warmup_check_
+            or self._trusted_set_check(X_t, y_t, X_noisy, y_noisy, n_classes, device, seed)
+        )
+        check.pop("pretrain", None)
+        check.pop("auto_warmup", None)
+        check["reason"] = label_estimate_reason(check)
+        if self.verbose:
+            print(f"{self.method_.name}: {check['reason']}")
+        return check
+
     def _trusted_set_check(self, X_t, y_t, X_noisy, y_noisy, n_classes, device, seed):
         """:func:`~sklearn_noisy._pretrain_check.trusted_set_check` with this fit's
         network, optimizer and batch size."""
@@ -907,6 +930,11 @@ class MetaLabelCorrectionClassifier(ClassifierMixin, BaseEstimator):
                 X_t, y_t_enc, X_fit, y_fit, n_classes, device, seed
             )
             auto_warmup = self.warmup_check_["auto_warmup"]
+        self.init_check_ = None
+        if self.method_.uses_label_estimate() and (X_meta is not None or meta_mask is not None):
+            self.init_check_ = self._check_labels(
+                X_t, y_t_enc, X_fit, y_fit, n_classes, device, seed
+            )
         valid = None
         if held is not None:
             # skorch's validation loop scores the held-out rows each epoch
@@ -929,6 +957,9 @@ class MetaLabelCorrectionClassifier(ClassifierMixin, BaseEstimator):
             y=torch.as_tensor(y_train, dtype=torch.int64),
             trusted=torch.as_tensor(trusted),
             n_features=X.shape[1],
+            label_accuracy=(
+                None if self.init_check_ is None else self.init_check_["estimated_label_accuracy"]
+            ),
         )
         optimizer_params = {
             f"optimizer__{k}": v for k, v in self._resolve_optimizer_params().items()

@@ -94,6 +94,12 @@ class TrainInfo:
     trusted : torch.Tensor
         Boolean mask of the trusted rows among them.
     n_features : int
+    label_accuracy : float or None
+        The trusted-set check's estimate of the share of right labels among the
+        noisy rows (``estimated_label_accuracy`` of
+        :func:`~sklearn_noisy._pretrain_check.trusted_set_check`), for a method
+        whose :meth:`~sklearn_noisy.methods.MetaMethod.uses_label_estimate`;
+        ``None`` when no check ran or it could not estimate.
     """
 
     n_samples: int
@@ -101,6 +107,7 @@ class TrainInfo:
     y: torch.Tensor
     trusted: torch.Tensor
     n_features: int
+    label_accuracy: float | None = None
 
 
 class MetaBatches:

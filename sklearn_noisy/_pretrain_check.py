@@ -38,7 +38,13 @@ from sklearn.model_selection import StratifiedKFold
 
 from ._engine import cross_entropy_pass
 
-__all__ = ["AUTO_PRETRAIN_EPOCHS", "CHECK_EPOCHS", "check_reason", "trusted_set_check"]
+__all__ = [
+    "AUTO_PRETRAIN_EPOCHS",
+    "CHECK_EPOCHS",
+    "check_reason",
+    "label_estimate_reason",
+    "trusted_set_check",
+]
 
 #: Epochs ``pretrain_epochs="auto"`` pre-trains for when its check says so (as
 #: many as the benchmarks' ``trusted_only`` peer trains).
@@ -155,6 +161,19 @@ def check_reason(check, outcomes=("pre-training", "no pre-training"), decision="
     return (
         f"the trusted rows alone predict {a:.3f} of held-out trusted rows right, not "
         f"above the {shown} of the given labels estimated right: {outcomes[1]}"
+    )
+
+
+def label_estimate_reason(check):
+    """The check's estimate of the share of right labels, in a sentence."""
+    if not check["n_splits"]:
+        return "a class has a single trusted row, too few to cross-validate: no estimate"
+    estimate = check["estimated_label_accuracy"]
+    if estimate is None:
+        return "the trusted rows alone predict no held-out trusted row right: no estimate"
+    return (
+        f"the given labels are estimated {estimate:.3f} right (the trusted rows alone "
+        f"predict {check['trusted_cv_accuracy']:.3f} of held-out trusted rows right)"
     )
 
 

@@ -416,7 +416,7 @@ def test_accuracy_sets_a_method_parameter_on_the_methods_that_have_it(tmp_path_f
     runs = {r["method"]: r for r in report["runs"]}
     assert runs["mfrw"]["method_params"]["embed_size"] == 8
     assert "embed_size" not in runs["mlc"]["method_params"]
-    assert runs["mlc"]["method_params"]["init_diagonal"] == 0.5  # its own default
+    assert runs["mlc"]["method_params"]["init_diagonal"] == "auto"  # its own default
     assert runs["ce"]["method_params"] == {}
 
 

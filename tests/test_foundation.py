@@ -142,7 +142,8 @@ def test_actual_step_reuses_the_virtual_forward_pass(pair40, method):
     """One pass of each training batch per step, not two; BatchNorm updated once per batch."""
     _CountingMLP.passes = []
     clf = MetaLabelCorrectionClassifier(
-        method=method,
+        # a given start of T: no trusted-set check, whose fold networks would count
+        method=MLC(init_diagonal=0.5) if method == "mlc" else method,
         module=_CountingMLP,
         module_params={"batch_norm": True},
         max_epochs=2,
@@ -247,7 +248,9 @@ def _count_backward(monkeypatch):
 @pytest.mark.parametrize("reuse", [False, True])
 def test_reused_virtual_grad_saves_the_actual_backward_pass(pair40, monkeypatch, reuse):
     calls = _count_backward(monkeypatch)
-    clf = _fit(pair40, "mlc", max_epochs=2, warmup_epochs=1, reuse_virtual_grad=reuse)
+    # a given start of T: no trusted-set check, whose fold trainings would count
+    mlc = MLC(init_diagonal=0.5)
+    clf = _fit(pair40, mlc, max_epochs=2, warmup_epochs=1, reuse_virtual_grad=reuse)
     assert clf.net_.reuse_virtual_grad is reuse
     per_epoch = [len(row["batches"]) for row in clf.history_]
     # the warm-up epoch always backpropagates; the meta epoch only without reuse

@@ -1,0 +1,115 @@
+"""``mlc``'s T starts at the share of right labels estimated from the trusted set
+(``init_diagonal="auto"``, the default), at most 0.5."""
+
+from __future__ import annotations
+
+import copy
+import pickle
+
+import numpy as np
+import pytest
+
+from sklearn_noisy import MetaLabelCorrectionClassifier
+from sklearn_noisy.methods import MLC
+from tests.conftest import make_case
+
+EPOCHS = 6
+
+
+@pytest.fixture(scope="module")
+def sym80():
+    return make_case("symmetric", 0.8)
+
+
+def _fit(case, method="mlc", y_meta=None, X_meta=None, **kw):
+    clf = MetaLabelCorrectionClassifier(
+        method=method, random_state=0, device="cpu", **{"max_epochs": EPOCHS, **kw}
+    )
+    X_meta = case.X_meta if X_meta is None else X_meta
+    y_meta = case.y_meta if y_meta is None else y_meta
+    return clf.fit(case.X, case.y_noisy, X_meta=X_meta, y_meta=y_meta)
+
+
+def _same_fit(a, b, case):
+    np.testing.assert_array_equal(a.predict_proba(case.X_test), b.predict_proba(case.X_test))
+    np.testing.assert_array_equal(a.transition_matrix_, b.transition_matrix_)
+
+
+def test_at_heavy_noise_T_starts_at_the_estimated_share_of_right_labels(sym80):
+    """Labels 20% right: the check estimates about that, and the default fit is, to
+    the bit, the fit with that number given as init_diagonal."""
+    default = _fit(sym80)
+    check = default.init_check_
+    estimate = check["estimated_label_accuracy"]
+    assert abs(estimate - sym80.noisy_accuracy) < 0.05
+    assert default.init_diagonal_ == estimate < 0.5
+    assert "pretrain" not in check and "auto_warmup" not in check
+    assert check["reason"].startswith(f"the given labels are estimated {estimate:.3f} right")
+    given = _fit(sym80, method=MLC(init_diagonal=estimate))
+    assert given.init_check_ is None and given.init_diagonal_ == estimate
+    _same_fit(default, given, sym80)
+    # and not the fit of the fixed start of earlier versions
+    half = _fit(sym80, method=MLC(init_diagonal=0.5))
+    assert not np.array_equal(half.transition_matrix_, default.transition_matrix_)
+    loaded = pickle.loads(pickle.dumps(default))
+    assert loaded.init_check_ == check and loaded.init_diagonal_ == estimate
+
+
+def test_where_the_labels_are_mostly_right_T_starts_at_one_half(pair40):
+    default = _fit(pair40, max_epochs=3)
+    assert default.init_check_["estimated_label_accuracy"] > 0.5
+    assert default.init_diagonal_ == 0.5
+    _same_fit(default, _fit(pair40, method=MLC(init_diagonal=0.5), max_epochs=3), pair40)
+
+
+def test_the_start_is_never_below_uniform(sym80, monkeypatch):
+    import sklearn_noisy._classifier as classifier
+
+    real = classifier.trusted_set_check
+
+    def pessimistic(*args, **kwargs):
+        return {**real(*args, **kwargs), "estimated_label_accuracy": 0.01}
+
+    monkeypatch.setattr(classifier, "trusted_set_check", pessimistic)
+    clf = _fit(sym80, max_epochs=1)
+    assert clf.init_diagonal_ == pytest.approx(0.1)  # 1 / 10 classes: T uniform
+
+
+def test_without_an_estimate_T_starts_at_one_half(sym40):
+    """A class with a single trusted row: the check cannot cross-validate."""
+    y_meta = sym40.y_meta.copy()
+    keep = np.setdiff1d(np.arange(len(y_meta)), np.flatnonzero(y_meta == 3)[1:])
+    case = copy.copy(sym40)
+    clf = _fit(case, X_meta=sym40.X_meta[keep], y_meta=y_meta[keep], max_epochs=1)
+    assert clf.init_check_["estimated_label_accuracy"] is None
+    assert "single trusted row" in clf.init_check_["reason"]
+    assert clf.init_diagonal_ == 0.5
+
+
+def test_the_pretraining_checks_findings_are_taken(sym80, monkeypatch):
+    """mlc with pretrain_epochs="auto": one check decides both."""
+    import sklearn_noisy._classifier as classifier
+
+    calls = []
+    real = classifier.trusted_set_check
+    monkeypatch.setattr(
+        classifier, "trusted_set_check", lambda *a, **k: calls.append(1) or real(*a, **k)
+    )
+    clf = _fit(sym80, max_epochs=1, pretrain_epochs="auto")
+    assert len(calls) == 1
+    assert clf.pretrain_check_["pretrain"] and clf.pretrain_epochs_ > 0
+    same = ("trusted_cv_accuracy", "noisy_label_agreement", "estimated_label_accuracy")
+    assert [clf.init_check_[k] for k in same] == [clf.pretrain_check_[k] for k in same]
+    assert clf.init_diagonal_ == clf.pretrain_check_["estimated_label_accuracy"]
+
+
+def test_no_check_for_a_given_start_or_another_method(sym80):
+    assert _fit(sym80, method=MLC(init_diagonal=0.7), max_epochs=1).init_check_ is None
+    for method in ["tmlc", "glc", "ce"]:
+        assert _fit(sym80, method=method, max_epochs=1).init_check_ is None
+
+
+@pytest.mark.parametrize("bad", [0, 0.0, -0.2, 1.5, "uniform", True, None])
+def test_a_bad_init_diagonal_is_an_error_naming_it(sym40, bad):
+    with pytest.raises(ValueError, match="init_diagonal"):
+        _fit(sym40, method=MLC(init_diagonal=bad), max_epochs=1)
