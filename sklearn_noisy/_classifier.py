@@ -784,10 +784,7 @@ class MetaLabelCorrectionClassifier(ClassifierMixin, BaseEstimator):
         one, as :func:`~sklearn_noisy._pretrain_check.trusted_set_check` says.  The
         pre-training check of this fit, when it ran (and said no), is the same
         check on the same data: its findings are taken, not measured again."""
-        check = dict(
-            self.pretrain_check_
-            or self._trusted_set_check(X_t, y_t, X_noisy, y_noisy, n_classes, device, seed)
-        )
+        check = self._check_once(X_t, y_t, X_noisy, y_noisy, n_classes, device, seed)
         check["auto_warmup"] = check.pop("pretrain")
         check["reason"] = check_reason(
             check, ("warmup_epochs='auto'", "the method's fixed warm-up"), "auto_warmup"
@@ -799,17 +796,20 @@ class MetaLabelCorrectionClassifier(ClassifierMixin, BaseEstimator):
     def _check_labels(self, X_t, y_t, X_noisy, y_noisy, n_classes, device, seed):
         """For a method that ``uses_label_estimate``: the check's measurements, taken
         from the pre-training or warm-up check of this fit when one ran."""
-        check = dict(
-            self.pretrain_check_
-            or self.warmup_check_
-            or self._trusted_set_check(X_t, y_t, X_noisy, y_noisy, n_classes, device, seed)
-        )
+        check = self._check_once(X_t, y_t, X_noisy, y_noisy, n_classes, device, seed)
         check.pop("pretrain", None)
         check.pop("auto_warmup", None)
         check["reason"] = label_estimate_reason(check)
         if self.verbose:
             print(f"{self.method_.name}: {check['reason']}")
         return check
+
+    def _check_once(self, *args):
+        """A copy of the findings of this fit's trusted-set check: those of the check
+        that ran already (for the pre-training or the warm-up: the same check on the
+        same data, not measured again), else of a new one (:meth:`_trusted_set_check`
+        with ``args``)."""
+        return dict(self.pretrain_check_ or self.warmup_check_ or self._trusted_set_check(*args))
 
     def _trusted_set_check(self, X_t, y_t, X_noisy, y_noisy, n_classes, device, seed):
         """:func:`~sklearn_noisy._pretrain_check.trusted_set_check` with this fit's
