@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import copy
 import pickle
 
 import numpy as np
@@ -77,10 +76,9 @@ def test_the_start_is_never_below_uniform(sym80, monkeypatch):
 
 def test_without_an_estimate_T_starts_at_one_half(sym40):
     """A class with a single trusted row: the check cannot cross-validate."""
-    y_meta = sym40.y_meta.copy()
+    y_meta = sym40.y_meta
     keep = np.setdiff1d(np.arange(len(y_meta)), np.flatnonzero(y_meta == 3)[1:])
-    case = copy.copy(sym40)
-    clf = _fit(case, X_meta=sym40.X_meta[keep], y_meta=y_meta[keep], max_epochs=1)
+    clf = _fit(sym40, X_meta=sym40.X_meta[keep], y_meta=y_meta[keep], max_epochs=1)
     assert clf.init_check_["estimated_label_accuracy"] is None
     assert "single trusted row" in clf.init_check_["reason"]
     assert clf.init_diagonal_ == 0.5
