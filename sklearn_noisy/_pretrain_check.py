@@ -52,6 +52,7 @@ AUTO_PRETRAIN_EPOCHS = 200
 #: Epochs each fold's network of the check is trained for.
 CHECK_EPOCHS = 50
 _MAX_FOLDS = 5
+_TOO_FEW = "a class has a single trusted row, too few to cross-validate: "
 _PREDICT_BATCH = 4096
 
 
@@ -150,7 +151,7 @@ def check_reason(check, outcomes=("pre-training", "no pre-training"), decision="
     ``outcomes[0]`` (yes) or ``outcomes[1]`` (no).  The same check also decides
     ``mslg``'s warm-up (the classifier's ``warmup_epochs``), in its own words."""
     if not check["n_splits"]:
-        return "a class has a single trusted row, too few to cross-validate: " + outcomes[1]
+        return _TOO_FEW + outcomes[1]
     a, estimate = check["trusted_cv_accuracy"], check["estimated_label_accuracy"]
     if check[decision]:
         return (
@@ -167,7 +168,7 @@ def check_reason(check, outcomes=("pre-training", "no pre-training"), decision="
 def label_estimate_reason(check):
     """The check's estimate of the share of right labels, in a sentence."""
     if not check["n_splits"]:
-        return "a class has a single trusted row, too few to cross-validate: no estimate"
+        return _TOO_FEW + "no estimate"
     estimate = check["estimated_label_accuracy"]
     if estimate is None:
         return "the trusted rows alone predict no held-out trusted row right: no estimate"
