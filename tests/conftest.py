@@ -48,6 +48,11 @@ def sym40():
 
 
 @pytest.fixture(scope="session")
+def sym80():
+    return make_case("symmetric", 0.8)
+
+
+@pytest.fixture(scope="session")
 def weak_trusted():
     """Three trusted rows per class (a weak model of them) and labels 90% right: the
     trusted-set check of ``pretrain_epochs="auto"`` says no on it."""

@@ -10,14 +10,9 @@ from sklearn.utils._param_validation import InvalidParameterError
 
 from sklearn_noisy import MetaLabelCorrectionClassifier
 from sklearn_noisy.methods import MSLC, MSLG
-from tests.conftest import assert_check_said_no, make_case
+from tests.conftest import assert_check_said_no
 
 PATIENCE = 5
-
-
-@pytest.fixture(scope="module")
-def sym80():
-    return make_case("symmetric", 0.8)
 
 
 def _fit(case, y_meta=None, **kw):

@@ -10,14 +10,8 @@ import pytest
 
 from sklearn_noisy import MetaLabelCorrectionClassifier
 from sklearn_noisy.methods import MLC
-from tests.conftest import make_case
 
 EPOCHS = 6
-
-
-@pytest.fixture(scope="module")
-def sym80():
-    return make_case("symmetric", 0.8)
 
 
 def _fit(case, method="mlc", y_meta=None, X_meta=None, **kw):

@@ -20,11 +20,6 @@ from sklearn_noisy.modules import MLP
 from tests.conftest import assert_check_said_no, make_case
 
 
-@pytest.fixture(scope="module")
-def sym80():
-    return make_case("symmetric", 0.8)
-
-
 class _FirstEpochProbe(Callback):
     """What the network and its optimizer are when the first epoch begins.
 
