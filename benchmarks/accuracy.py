@@ -234,8 +234,9 @@ def _fit_method(name, case, settings, seed, cache):
     classifier also ``{"epochs_run": n_iter_, "best_epoch": best_epoch_,
     "warmup_epochs": warmup_epochs_, "averaged_epochs": averaged_epochs_,
     "pretrain_epochs": pretrain_epochs_, "pretrain_check": pretrain_check_,
-    "warmup_check": warmup_check_, "init_check": init_check_, "method_params": ...}``
-    (the fitted method object's parameters).
+    "warmup_check": warmup_check_, "init_check": init_check_, "first_label": first_label_
+    (``mslc``'s, else None), "method_params": ...}`` (the fitted method object's
+    parameters).
     """
     meta = {"X_meta": case.X_meta, "y_meta": case.y_meta}
     start = time.perf_counter()
@@ -276,6 +277,7 @@ def _fit_method(name, case, settings, seed, cache):
             "pretrain_check": clf.pretrain_check_,
             "warmup_check": clf.warmup_check_,
             "init_check": clf.init_check_,
+            "first_label": getattr(clf, "first_label_", None),
             "method_params": {
                 k: v
                 for k, v in clf.method_.get_params().items()

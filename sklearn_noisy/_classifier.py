@@ -958,8 +958,8 @@ class MetaLabelCorrectionClassifier(ClassifierMixin, BaseEstimator):
             trusted=torch.as_tensor(trusted),
             n_features=X.shape[1],
             label_accuracy=(
-                None if self.init_check_ is None else self.init_check_["estimated_label_accuracy"]
-            ),
+                self.init_check_ or self.pretrain_check_ or self.warmup_check_ or {}
+            ).get("estimated_label_accuracy"),
         )
         optimizer_params = {
             f"optimizer__{k}": v for k, v in self._resolve_optimizer_params().items()

@@ -29,7 +29,8 @@
 
 Before the first epoch, with ``pretrain_epochs``, the network is trained on
 the trusted set alone (plain cross-entropy, :meth:`BiLevelNet._pretrain`), so
-that training on the noisy rows starts from a model of the clean rows.
+that training on the noisy rows starts from a model of the clean rows; the
+method then sees that model's predictions (``MetaMethod.pretrained``).
 During the first ``warmup_epochs`` epochs only the actual step runs.  With
 ``auto_warmup`` (the classifier's ``warmup_epochs="auto"``) the warm-up trains
 on the noisy rows only and :class:`AutoWarmup` ends it early, from the trusted
@@ -97,8 +98,10 @@ class TrainInfo:
     label_accuracy : float or None
         The trusted-set check's estimate of the share of right labels among the
         noisy rows (``estimated_label_accuracy`` of
-        :func:`~sklearn_noisy._pretrain_check.trusted_set_check`), for a method
-        whose :meth:`~sklearn_noisy.methods.MetaMethod.uses_label_estimate`;
+        :func:`~sklearn_noisy._pretrain_check.trusted_set_check`): from the check
+        run for a method whose
+        :meth:`~sklearn_noisy.methods.MetaMethod.uses_label_estimate`, else from
+        the check of ``pretrain_epochs="auto"`` or of the warm-up when one ran;
         ``None`` when no check ran or it could not estimate.
     """
 
@@ -711,6 +714,9 @@ class BiLevelNet(NeuralNet):
                 self.pretrain_loss_curve_ = []
                 if self.pretrain_epochs and self._meta_data is not None:
                     self._pretrain(self._meta_data)
+                    self.method.pretrained(
+                        self, lambda: self.predict_logits(X, self.device).softmax(1)
+                    )
             return super().fit_loop(X, y, epochs, **fit_params)
         except KeyboardInterrupt:
             self.interrupted_ = not self.stopped_early_

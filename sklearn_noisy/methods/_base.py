@@ -29,6 +29,10 @@ it.  The engine (:class:`sklearn_noisy._engine.BiLevelNet`) calls these hooks:
     With ``warmup_epochs="auto"``, called once the warm-up has ended and its
     best model is restored; ``predict()`` gives that model's probabilities of
     every training row (computed on demand).
+``pretrained(net, predict)``
+    Called once after the pre-training on the trusted set (``pretrain_epochs``),
+    before the first epoch; ``predict()`` as for ``warmup_ended``, from the
+    pre-trained model.
 ``fit_net(make_net, X, targets, meta_batches)``
     The training schedule; one run of the engine by default.
 ``transition_matrix(net, corrected_proba, y)`` and ``fitted_attributes(net)``
@@ -303,6 +307,14 @@ class MetaMethod(BaseEstimator):
 
         ``predict()`` returns that model's probabilities of every row of the
         training table, in row order, on the net's device.  Nothing by default.
+        """
+
+    def pretrained(self, net, predict):
+        """State built from the model pre-trained on the trusted set.
+
+        Called once, before the first epoch, when the fit pre-trained; ``predict()``
+        returns that model's probabilities of every row of the training table, in
+        row order, on the net's device.  Nothing by default.
         """
 
     def on_epoch_end(self, net):
