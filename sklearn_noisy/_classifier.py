@@ -410,7 +410,8 @@ class MetaLabelCorrectionClassifier(ClassifierMixin, BaseEstimator):
         ``init_diagonal="auto"``; the diagonal used is ``init_diagonal_``):
         what it measured, as ``pretrain_check_``, without a decision, and
         ``reason``.  Taken from ``pretrain_check_`` or ``warmup_check_`` when
-        one of them ran.  ``None`` when no such check ran.
+        one of them ran.  ``None`` when no such check ran (nor with two
+        classes, where ``mlc``'s start is 0.5 whatever the estimate).
     n_iter_ : int
         Epochs completed (fewer than ``max_epochs`` after a KeyboardInterrupt,
         which ``fit`` turns into a warning, keeping the model trained so far;
@@ -931,7 +932,9 @@ class MetaLabelCorrectionClassifier(ClassifierMixin, BaseEstimator):
             )
             auto_warmup = self.warmup_check_["auto_warmup"]
         self.init_check_ = None
-        if self.method_.uses_label_estimate() and (X_meta is not None or meta_mask is not None):
+        if self.method_.uses_label_estimate(n_classes) and (
+            X_meta is not None or meta_mask is not None
+        ):
             self.init_check_ = self._check_labels(
                 X_t, y_t_enc, X_fit, y_fit, n_classes, device, seed
             )

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import pickle
 
 import numpy as np
@@ -93,6 +94,22 @@ def test_the_pretraining_checks_findings_are_taken(sym80, monkeypatch):
     same = ("trusted_cv_accuracy", "noisy_label_agreement", "estimated_label_accuracy")
     assert [clf.init_check_[k] for k in same] == [clf.pretrain_check_[k] for k in same]
     assert clf.init_diagonal_ == clf.pretrain_check_["estimated_label_accuracy"]
+
+
+def test_no_check_with_two_classes(sym80, monkeypatch):
+    """Two classes: the start is 1/2 whatever the estimate, so the check is skipped,
+    and the fit is the one with 0.5 given, to the bit."""
+    import sklearn_noisy._classifier as classifier
+
+    calls = []
+    real = classifier.trusted_set_check
+    monkeypatch.setattr(
+        classifier, "trusted_set_check", lambda *a, **k: calls.append(1) or real(*a, **k)
+    )
+    two = dataclasses.replace(sym80, y_noisy=sym80.y_noisy % 2, y_meta=sym80.y_meta % 2)
+    default = _fit(two, max_epochs=2)
+    assert calls == [] and default.init_check_ is None and default.init_diagonal_ == 0.5
+    _same_fit(default, _fit(two, method=MLC(init_diagonal=0.5), max_epochs=2), two)
 
 
 def test_no_check_for_a_given_start_or_another_method(sym80):

@@ -250,14 +250,15 @@ class MetaMethod(BaseEstimator):
     def default_warmup(self, max_epochs: int) -> int:
         return 0
 
-    def uses_label_estimate(self) -> bool:
-        """Whether :meth:`build` reads ``info.label_accuracy``.
+    def uses_label_estimate(self, n_classes: int) -> bool:
+        """Whether :meth:`build` needs ``info.label_accuracy`` for ``n_classes`` classes.
 
         When True the classifier runs the trusted-set check of
         ``pretrain_epochs="auto"`` before the fit (or takes its findings, when
         that check ran already) and passes its estimate of the share of right
         labels; its findings are the classifier's ``init_check_``.  False by
-        default; ``mlc`` with ``init_diagonal="auto"``.
+        default; ``mlc`` with ``init_diagonal="auto"`` and more than two
+        classes.
         """
         return False
 

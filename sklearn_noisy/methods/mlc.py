@@ -77,7 +77,8 @@ class MLC(MetaMethod):
       the better one where the labels are mostly right: a uniform start
       everywhere cost 0.013 on digits at 20-60% symmetric noise and up to
       0.03 on ``mnist1d``.  The check costs about two ``ce`` epochs on the
-      benchmark's cases; give a number to skip it.
+      benchmark's cases; give a number to skip it.  With two classes the
+      start is 0.5 whatever the estimate, so no check runs.
     * After each meta step T is made diagonally dominant (each diagonal logit
       raised to the row's largest off-diagonal one): the true class stays the
       most likely label, the condition under which forward correction can be
@@ -165,12 +166,16 @@ class MLC(MetaMethod):
     def default_warmup(self, max_epochs):
         return int(round(self.warmup_fraction * max_epochs))
 
-    def uses_label_estimate(self):
+    def _auto_start(self):
         return isinstance(self.init_diagonal, str) and self.init_diagonal == "auto"
+
+    def uses_label_estimate(self, n_classes):
+        # two classes: max(c, 1/2) is capped at 1/2 whatever c, so no check is needed
+        return self._auto_start() and n_classes > 2
 
     def initial_diagonal(self, n_classes, label_accuracy):
         """The diagonal T starts at, given the check's estimate (or ``None``)."""
-        if self.uses_label_estimate():
+        if self._auto_start():
             if label_accuracy is None:
                 return AUTO_INIT_CAP
             return min(AUTO_INIT_CAP, max(float(label_accuracy), 1.0 / n_classes))
