@@ -32,6 +32,24 @@ def interrupt_fits_after(monkeypatch, epoch):
     monkeypatch.setattr(BiLevelNet, "on_epoch_end", interrupting)
 
 
+def watch_trusted_set_check(monkeypatch, estimate=None):
+    """Count the classifier's calls of the trusted-set check (the list returned gets
+    one item per call); with ``estimate``, make each call report that share of right
+    labels instead of its own."""
+    import sklearn_noisy._classifier as classifier
+
+    calls = []
+    real = classifier.trusted_set_check
+
+    def watched(*args, **kwargs):
+        calls.append(1)
+        found = real(*args, **kwargs)
+        return found if estimate is None else {**found, "estimated_label_accuracy": estimate}
+
+    monkeypatch.setattr(classifier, "trusted_set_check", watched)
+    return calls
+
+
 def make_case(kind="symmetric", rate=0.4, per_class=10, seed=0) -> NoisyCase:
     """Digits scaled to [0, 1], 30% test split, ``per_class`` trusted rows per class."""
     return make_noisy_case("digits", kind=kind, rate=rate, meta_per_class=per_class, seed=seed)

@@ -10,7 +10,7 @@ from sklearn.utils._param_validation import InvalidParameterError
 
 from sklearn_noisy import MetaLabelCorrectionClassifier
 from sklearn_noisy.methods import MSLC, MSLG
-from tests.conftest import assert_check_said_no
+from tests.conftest import assert_check_said_no, watch_trusted_set_check
 
 PATIENCE = 5
 
@@ -201,13 +201,7 @@ def test_no_warm_up_check_with_pretraining_or_for_other_methods(sym80):
 def test_the_warm_up_takes_the_pretraining_checks_findings(weak_trusted, monkeypatch):
     """mslg with pretrain_epochs="auto" where the check says no: the warm-up's decision
     comes from that same check, run once."""
-    import sklearn_noisy._classifier as classifier
-
-    calls = []
-    real = classifier.trusted_set_check
-    monkeypatch.setattr(
-        classifier, "trusted_set_check", lambda *a, **k: calls.append(1) or real(*a, **k)
-    )
+    calls = watch_trusted_set_check(monkeypatch)
     clf = _fit(weak_trusted, method="mslg", max_epochs=2, pretrain_epochs="auto")
     assert len(calls) == 1
     pre, warm = clf.pretrain_check_, clf.warmup_check_

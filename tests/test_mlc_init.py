@@ -11,6 +11,7 @@ import pytest
 
 from sklearn_noisy import MetaLabelCorrectionClassifier
 from sklearn_noisy.methods import MLC
+from tests.conftest import watch_trusted_set_check
 
 EPOCHS = 6
 
@@ -57,14 +58,7 @@ def test_where_the_labels_are_mostly_right_T_starts_at_one_half(pair40):
 
 
 def test_the_start_is_never_below_uniform(sym80, monkeypatch):
-    import sklearn_noisy._classifier as classifier
-
-    real = classifier.trusted_set_check
-
-    def pessimistic(*args, **kwargs):
-        return {**real(*args, **kwargs), "estimated_label_accuracy": 0.01}
-
-    monkeypatch.setattr(classifier, "trusted_set_check", pessimistic)
+    watch_trusted_set_check(monkeypatch, estimate=0.01)
     clf = _fit(sym80, max_epochs=1)
     assert clf.init_diagonal_ == pytest.approx(0.1)  # 1 / 10 classes: T uniform
 
@@ -81,13 +75,7 @@ def test_without_an_estimate_T_starts_at_one_half(sym40):
 
 def test_the_pretraining_checks_findings_are_taken(sym80, monkeypatch):
     """mlc with pretrain_epochs="auto": one check decides both."""
-    import sklearn_noisy._classifier as classifier
-
-    calls = []
-    real = classifier.trusted_set_check
-    monkeypatch.setattr(
-        classifier, "trusted_set_check", lambda *a, **k: calls.append(1) or real(*a, **k)
-    )
+    calls = watch_trusted_set_check(monkeypatch)
     clf = _fit(sym80, max_epochs=1, pretrain_epochs="auto")
     assert len(calls) == 1
     assert clf.pretrain_check_["pretrain"] and clf.pretrain_epochs_ > 0
@@ -99,13 +87,7 @@ def test_the_pretraining_checks_findings_are_taken(sym80, monkeypatch):
 def test_no_check_with_two_classes(sym80, monkeypatch):
     """Two classes: the start is 1/2 whatever the estimate, so the check is skipped,
     and the fit is the one with 0.5 given, to the bit."""
-    import sklearn_noisy._classifier as classifier
-
-    calls = []
-    real = classifier.trusted_set_check
-    monkeypatch.setattr(
-        classifier, "trusted_set_check", lambda *a, **k: calls.append(1) or real(*a, **k)
-    )
+    calls = watch_trusted_set_check(monkeypatch)
     two = dataclasses.replace(sym80, y_noisy=sym80.y_noisy % 2, y_meta=sym80.y_meta % 2)
     default = _fit(two, max_epochs=2)
     assert calls == [] and default.init_check_ is None and default.init_diagonal_ == 0.5

@@ -12,6 +12,7 @@ from skorch.callbacks import Callback
 from sklearn_noisy import MetaLabelCorrectionClassifier
 from sklearn_noisy.methods import MSLC
 from sklearn_noisy.methods.mslc import POSTERIOR_BELOW, _label_posterior
+from tests.conftest import watch_trusted_set_check
 
 
 class _FirstSoftLabels(Callback):
@@ -30,18 +31,6 @@ def _fit(case, first_label="auto", **kw):
     ).fit(case.X, case.y_noisy, X_meta=case.X_meta, y_meta=case.y_meta)
     probe = next(cb for _, cb in clf.net_.callbacks_ if isinstance(cb, _FirstSoftLabels))
     return clf, probe.soft_[: len(case.y_noisy)].argmax(1).numpy()
-
-
-def _with_estimate(monkeypatch, estimate):
-    """Make the trusted-set check report ``estimate`` as the share of right labels."""
-    import sklearn_noisy._classifier as classifier
-
-    real = classifier.trusted_set_check
-    monkeypatch.setattr(
-        classifier,
-        "trusted_set_check",
-        lambda *a, **k: {**real(*a, **k), "estimated_label_accuracy": estimate},
-    )
 
 
 def test_posterior_is_bayes_rule_under_symmetric_noise():
@@ -91,7 +80,7 @@ def test_where_most_labels_are_right_the_start_is_the_warmup_average(sym40):
     "estimate, expected", [(POSTERIOR_BELOW - 0.01, "posterior"), (POSTERIOR_BELOW, "warmup")]
 )
 def test_the_cut_is_on_the_checks_estimate(sym40, monkeypatch, estimate, expected):
-    _with_estimate(monkeypatch, estimate)
+    watch_trusted_set_check(monkeypatch, estimate=estimate)
     clf, _ = _fit(sym40, max_epochs=1, warmup_epochs=0)
     assert clf.net_.train_info.label_accuracy == estimate
     assert clf.first_label_ == expected
@@ -112,7 +101,7 @@ def test_without_the_check_the_start_is_the_warmup_average(sym80, pretrain_epoch
 
 
 def test_a_posterior_started_fit_survives_pickling(sym40, monkeypatch):
-    _with_estimate(monkeypatch, 0.2)
+    watch_trusted_set_check(monkeypatch, estimate=0.2)
     clf, _ = _fit(sym40, max_epochs=3, warmup_epochs=1)
     assert clf.first_label_ == "posterior"
     loaded = pickle.loads(pickle.dumps(clf))
