@@ -1,5 +1,6 @@
 """``mlc``'s T starts at the share of right labels estimated from the trusted set
-(``init_diagonal="auto"``, the default), at most 0.5."""
+(``init_diagonal="auto"``, the default), at most 0.5, and uniform where fewer than
+30% of the labels are estimated right."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import pytest
 
 from sklearn_noisy import MetaLabelCorrectionClassifier
 from sklearn_noisy.methods import MLC
+from sklearn_noisy.methods.mlc import UNIFORM_BELOW
 from tests.conftest import watch_trusted_set_check
 
 EPOCHS = 6
@@ -30,24 +32,50 @@ def _same_fit(a, b, case):
     np.testing.assert_array_equal(a.transition_matrix_, b.transition_matrix_)
 
 
-def test_at_heavy_noise_T_starts_at_the_estimated_share_of_right_labels(sym80):
-    """Labels 20% right: the check estimates about that, and the default fit is, to
-    the bit, the fit with that number given as init_diagonal."""
+def test_at_heavy_noise_T_starts_uniform(sym80):
+    """Labels 20% right: the check estimates about that, below the cut, and the
+    default fit is, to the bit, the fit with a uniform T (1/10) given."""
     default = _fit(sym80)
     check = default.init_check_
     estimate = check["estimated_label_accuracy"]
-    assert abs(estimate - sym80.noisy_accuracy) < 0.05
-    assert default.init_diagonal_ == estimate < 0.5
+    assert abs(estimate - sym80.noisy_accuracy) < 0.05 and estimate < UNIFORM_BELOW
+    assert default.init_diagonal_ == pytest.approx(0.1)
+    np.testing.assert_allclose(default.method_.initial_diagonal(10, estimate), 0.1)
     assert "pretrain" not in check and "auto_warmup" not in check
     assert check["reason"].startswith(f"the given labels are estimated {estimate:.3f} right")
-    given = _fit(sym80, method=MLC(init_diagonal=estimate))
-    assert given.init_check_ is None and given.init_diagonal_ == estimate
+    given = _fit(sym80, method=MLC(init_diagonal=0.1))
+    assert given.init_check_ is None
     _same_fit(default, given, sym80)
-    # and not the fit of the fixed start of earlier versions
-    half = _fit(sym80, method=MLC(init_diagonal=0.5))
-    assert not np.array_equal(half.transition_matrix_, default.transition_matrix_)
+    # and neither the fit of T started at the estimate nor at the fixed 0.5
+    for other in (estimate, 0.5):
+        fit = _fit(sym80, method=MLC(init_diagonal=other))
+        assert not np.array_equal(fit.transition_matrix_, default.transition_matrix_)
     loaded = pickle.loads(pickle.dumps(default))
-    assert loaded.init_check_ == check and loaded.init_diagonal_ == estimate
+    assert loaded.init_check_ == check and loaded.init_diagonal_ == default.init_diagonal_
+
+
+def test_between_the_cut_and_one_half_T_starts_at_the_estimate(sym80, monkeypatch):
+    """An estimate of 0.4 (as at 60% noise): T starts at it, the fit is, to the bit,
+    the one with 0.4 given."""
+    watch_trusted_set_check(monkeypatch, estimate=0.4)
+    default = _fit(sym80, max_epochs=3)
+    assert default.init_diagonal_ == 0.4
+    _same_fit(default, _fit(sym80, method=MLC(init_diagonal=0.4), max_epochs=3), sym80)
+
+
+@pytest.mark.parametrize(
+    "estimate, start", [(UNIFORM_BELOW - 0.01, 0.1), (UNIFORM_BELOW, UNIFORM_BELOW)]
+)
+def test_the_cut_sits_on_the_estimate(sym80, monkeypatch, estimate, start):
+    watch_trusted_set_check(monkeypatch, estimate=estimate)
+    assert _fit(sym80, max_epochs=1).init_diagonal_ == pytest.approx(start)
+
+
+def test_the_cut_with_three_classes_leaves_no_gap():
+    """With K = 3 a uniform T (1/3) is above the cut: the start rises smoothly."""
+    mlc = MLC()
+    starts = [mlc.initial_diagonal(3, c) for c in (0.1, 0.29, 0.31, 0.34, 0.4, 0.7)]
+    np.testing.assert_allclose(starts, [1 / 3, 1 / 3, 1 / 3, 0.34, 0.4, 0.5])
 
 
 def test_where_the_labels_are_mostly_right_T_starts_at_one_half(pair40):
@@ -81,7 +109,8 @@ def test_the_pretraining_checks_findings_are_taken(sym80, monkeypatch):
     assert clf.pretrain_check_["pretrain"] and clf.pretrain_epochs_ > 0
     same = ("trusted_cv_accuracy", "noisy_label_agreement", "estimated_label_accuracy")
     assert [clf.init_check_[k] for k in same] == [clf.pretrain_check_[k] for k in same]
-    assert clf.init_diagonal_ == clf.pretrain_check_["estimated_label_accuracy"]
+    assert clf.pretrain_check_["estimated_label_accuracy"] < UNIFORM_BELOW
+    assert clf.init_diagonal_ == pytest.approx(0.1)  # labels 20% right: T uniform
 
 
 def test_no_check_with_two_classes(sym80, monkeypatch):

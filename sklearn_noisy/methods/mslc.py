@@ -6,11 +6,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._base import MetaMethod, register
+from ._base import HEAVY_NOISE_BELOW, MetaMethod, register
 
 #: ``first_label="auto"``: the pre-trained model's posterior is the first soft
 #: label where the trusted-set check estimates fewer right labels than this.
-POSTERIOR_BELOW = 0.3
+POSTERIOR_BELOW = HEAVY_NOISE_BELOW
 
 
 def _coefficient_net(hidden_size):
