@@ -446,6 +446,22 @@ def test_speed_counts_an_epochs_flops_exactly():
     assert warm == (2 * plain + 18 * every) / 20
 
 
+def test_speed_leaves_the_trusted_set_check_out_of_the_count(monkeypatch):
+    """The check runs before the first epoch: ``mlc``'s default, which runs it,
+    counts what ``mlc`` with a given start of T (no check) counts."""
+    from sklearn_noisy.methods import MLC
+    from tests.conftest import watch_trusted_set_check
+
+    mod = _script_module("speed")
+    data = mod.synthetic(300, 20, 3, n_meta_per_class=4)
+    cfg = {"batch_size": 128, "epochs": 4, "warmup_epochs": 0}
+    calls = watch_trusted_set_check(monkeypatch)
+    checked = mod.fit_flops("mlc", data, cfg, 1, None)
+    assert len(calls) == 1
+    assert checked == mod.fit_flops(MLC(init_diagonal=0.5), data, cfg, 1, None) > 0
+    assert len(calls) == 1
+
+
 def test_speed_table_has_the_flops_ratio(speed):
     report, table = speed
     cpu = {r["method"]: r for r in report["timings"] if r["case"] == "mlp-784-cpu"}
