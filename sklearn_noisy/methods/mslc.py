@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._base import HEAVY_NOISE_BELOW, MetaMethod, register
+from ._base import HEAVY_NOISE_BELOW, MetaMethod, posterior_given_noisy, register
 
 #: ``first_label="auto"``: the pre-trained model's posterior is the first soft
 #: label where the trusted-set check estimates fewer right labels than this.
@@ -69,10 +69,9 @@ def _label_posterior(proba, y, share):
     """
     K = proba.shape[1]
     share = min(max(float(share), 1.0 / K), 0.999)
-    likelihood = torch.full_like(proba, (1 - share) / (K - 1))
-    likelihood.scatter_(1, y.unsqueeze(1), share)
-    joint = proba * likelihood
-    return joint / joint.sum(1, keepdim=True)
+    T = torch.full((K, K), (1 - share) / (K - 1), dtype=proba.dtype, device=proba.device)
+    T.fill_diagonal_(share)
+    return posterior_given_noisy(proba, T, y)
 
 
 def _soft_cross_entropy(logits, target):
