@@ -41,6 +41,7 @@ from ._pretrain_check import (
     trusted_set_check,
 )
 from .methods import MetaMethod, available_methods, get_method
+from .methods._base import HEAVY_NOISE_BELOW
 from .modules import MLP
 
 __all__ = ["MetaLabelCorrectionClassifier", "NoTrustedSetWarning", "MetaSetWarning"]
@@ -116,6 +117,11 @@ def _unnamed(item):
     return item[1] if isinstance(item, tuple) else item
 
 
+def _schedules_lr(user_callbacks):
+    """Whether the user's ``callbacks`` hold a learning-rate scheduler of their own."""
+    return any(isinstance(_unnamed(item), LRScheduler) for item in user_callbacks)
+
+
 def _takes_argument(func, name):
     """Whether ``func`` (a function or class) accepts the keyword ``name``."""
     try:
@@ -164,7 +170,8 @@ class MetaLabelCorrectionClassifier(ClassifierMixin, BaseEstimator):
         ``CosineAnnealingLR`` through skorch's ``LRScheduler``, stepped once
         per epoch, warm-up epochs included; each of ``glc``'s two stages runs
         its own).  ``None`` takes the method's default: ``"cosine"`` for
-        ``mslc``, ``"constant"`` for the others (see ``benchmarks/README.md``,
+        ``mslc``, and for ``mlc`` and ``mfrw`` at heavy noise (see
+        ``heavy_noise_``), ``"constant"`` otherwise (see ``benchmarks/README.md``,
         "A cosine learning-rate schedule": it costs ``mslg`` at high noise),
         or no schedule of the library's when ``callbacks``
         holds an ``LRScheduler`` (yours replaces it).  The look-ahead step
@@ -173,8 +180,9 @@ class MetaLabelCorrectionClassifier(ClassifierMixin, BaseEstimator):
     weight_decay : float, default=None
         L2 penalty of the main optimizer (its ``weight_decay`` argument; the
         meta parameters get none).  ``None`` uses the method's default:
-        ``5e-4`` for ``mlc`` and ``glc``, ``0`` for the others (see
-        ``benchmarks/README.md``, "Weight decay").  The virtual step applies it
+        ``5e-4`` for ``mlc`` (2e-3 at heavy noise, see ``heavy_noise_``) and
+        ``glc``, ``0`` for the others (see ``benchmarks/README.md``, "Weight
+        decay").  The virtual step applies it
         as the real step does.  Exclusive with a ``weight_decay`` in
         ``optimizer_params``.  A method's default is not passed to an
         ``optimizer`` that takes no ``weight_decay`` argument.
@@ -196,7 +204,8 @@ class MetaLabelCorrectionClassifier(ClassifierMixin, BaseEstimator):
         speed lever: the extra cost of the meta steps shrinks by about the
         factor ``meta_every``).  ``None`` uses the method's default: 1 (every
         batch, as in the papers) for ``mlc`` and ``mslg``; 2 for ``mslc``,
-        ``tmlc`` and ``mfrw`` (see their documentation, and
+        ``tmlc`` and ``mfrw`` (1 for ``mfrw`` at heavy noise, see
+        ``heavy_noise_``; see their documentation, and
         ``benchmarks/README.md`` for every method's accuracy at 1 and 2).
     lookahead : {"full", "head"}, default="full"
         Which parameters the virtual step moves.  ``"full"``: all of them (the
@@ -263,7 +272,8 @@ class MetaLabelCorrectionClassifier(ClassifierMixin, BaseEstimator):
         it helps").  Its cost is the folds' training, 50 epochs each on four
         fifths of the trusted set, about 1.5 times the pre-training's.
         ``None`` takes the method's default: ``"auto"`` for ``mfrw`` and
-        ``mslc``, 0 for the other methods.  ``mfrw`` drops its warm-up when
+        ``mslc`` (and for ``mlc`` at heavy noise, see ``heavy_noise_``), 0
+        for the other methods.  ``mfrw`` drops its warm-up when
         pre-trained (``warmup_epochs=None``).  Pre-training with ``warmup_epochs="auto"``
         (which scores the warm-up on the trusted set) is an error, and a
         method's default then resolves to 0.  ``glc`` pre-trains its second
@@ -412,6 +422,23 @@ class MetaLabelCorrectionClassifier(ClassifierMixin, BaseEstimator):
         ``reason``.  Taken from ``pretrain_check_`` or ``warmup_check_`` when
         one of them ran.  ``None`` when no such check ran (nor with two
         classes, where ``mlc``'s start is 0.5 whatever the estimate).
+    heavy_noise_ : dict
+        The settings this fit took for heavy noise: where the trusted-set
+        check the fit runs anyway (``init_check_``, ``pretrain_check_`` or
+        ``warmup_check_``) estimates fewer than 30% of the labels right, the
+        classifier's
+        settings left at ``None`` (among ``pretrain_epochs``,
+        ``lr_schedule``, ``weight_decay`` and ``meta_every``) resolve to the
+        method's ``heavy_noise_settings`` instead of its defaults: for ``mlc``
+        pre-training (decided as by ``pretrain_epochs="auto"``), a cosine
+        schedule and ``weight_decay=2e-3``, for ``mfrw`` a cosine schedule and
+        ``meta_every=1`` (each method's documentation gives the figures).
+        ``{}`` elsewhere, for the other methods, with two classes, and in a
+        fit that runs no check (``mlc`` with a given ``init_diagonal``,
+        ``mfrw`` with a given ``pretrain_epochs``, no trusted set): no check
+        runs for these settings alone.  A setting given to the classifier (or an
+        ``LRScheduler`` among ``callbacks``, or a ``weight_decay`` in
+        ``optimizer_params``) is never replaced.
     n_iter_ : int
         Epochs completed (fewer than ``max_epochs`` after a KeyboardInterrupt,
         which ``fit`` turns into a warning, keeping the model trained so far;
@@ -703,8 +730,9 @@ class MetaLabelCorrectionClassifier(ClassifierMixin, BaseEstimator):
             raise
         return self
 
-    def _resolve_optimizer_params(self):
-        """``optimizer_params`` with ``weight_decay`` (``None``: the method's default)."""
+    def _resolve_optimizer_params(self, heavy_noise=None):
+        """``optimizer_params`` with ``weight_decay`` (``None``: the method's default,
+        or its setting for heavy noise in ``heavy_noise``)."""
         params = dict(self.optimizer_params or {})
         if "weight_decay" in params:
             if self.weight_decay is not None:
@@ -715,7 +743,7 @@ class MetaLabelCorrectionClassifier(ClassifierMixin, BaseEstimator):
             return params
         decay = self.weight_decay
         if decay is None:
-            decay = self.method_.default_weight_decay
+            decay = (heavy_noise or {}).get("weight_decay", self.method_.default_weight_decay)
             if not _takes_argument(self.optimizer, "weight_decay"):
                 decay = 0.0  # a custom optimizer without decay keeps working
         if decay:
@@ -853,13 +881,45 @@ class MetaLabelCorrectionClassifier(ClassifierMixin, BaseEstimator):
                 )
         return callbacks
 
-    def _resolve_lr_schedule(self, user_callbacks):
-        """``lr_schedule`` for this fit (``None``: the method's default, unless
-        the user's callbacks schedule the rate themselves)."""
+    def _resolve_lr_schedule(self, user_callbacks, heavy_noise):
+        """``lr_schedule`` for this fit (``None``: the method's default, or its
+        setting for heavy noise, unless the user's callbacks schedule the rate
+        themselves)."""
         if self.lr_schedule is not None:
             return self.lr_schedule
-        own = any(isinstance(_unnamed(item), LRScheduler) for item in user_callbacks)
-        return "constant" if own else self.method_.default_lr_schedule
+        if _schedules_lr(user_callbacks):
+            return "constant"
+        return heavy_noise.get("lr_schedule", self.method_.default_lr_schedule)
+
+    def _heavy_noise_candidates(self, n_classes, train_on_meta, user_callbacks):
+        """The method's ``heavy_noise_settings`` that this fit may take: those of
+        the settings left to the method (``None``), with three classes or more."""
+        wanted = dict(self.method_.heavy_noise_settings)
+        if not wanted or n_classes < 3:
+            return {}
+        left = {name for name in wanted if getattr(self, name) is None}
+        if "weight_decay" in (self.optimizer_params or {}):
+            left.discard("weight_decay")
+        if _schedules_lr(user_callbacks):
+            left.discard("lr_schedule")
+        if not train_on_meta or self.warmup_epochs == "auto":
+            left.discard("pretrain_epochs")
+        return {name: value for name, value in wanted.items() if name in left}
+
+    @staticmethod
+    def _heavy_noise(candidates, check):
+        """``heavy_noise_``: the ``candidates`` where the trusted-set ``check`` this
+        fit ran (``None``: none ran) estimates fewer than ``HEAVY_NOISE_BELOW`` of
+        the labels right, ``pretrain_epochs="auto"`` decided by the same check;
+        ``{}`` elsewhere."""
+        estimate = None if check is None else check["estimated_label_accuracy"]
+        if not candidates or estimate is None or estimate >= HEAVY_NOISE_BELOW:
+            return {}
+        settings = dict(candidates)
+        if settings.get("pretrain_epochs") == "auto":
+            better = estimate < check["trusted_cv_accuracy"]  # the rule of pretrain_check_
+            settings["pretrain_epochs"] = AUTO_PRETRAIN_EPOCHS if better else 0
+        return settings
 
     def _schedule_callbacks(self, lr_schedule):
         """The callbacks of ``lr_schedule`` (none for a constant rate)."""
@@ -896,9 +956,8 @@ class MetaLabelCorrectionClassifier(ClassifierMixin, BaseEstimator):
             self.method_.train_on_meta if self.train_on_meta == "auto" else self.train_on_meta
         )
         train_on_meta = train_on_meta or self.method_.requires_trusted_rows
-        pretrain = self._resolve_pretrain_epochs(
-            train_on_meta, has_trusted_set=X_meta is not None or meta_mask is not None
-        )
+        has_trusted_set = X_meta is not None or meta_mask is not None
+        pretrain = self._resolve_pretrain_epochs(train_on_meta, has_trusted_set)
         if train_on_meta:
             X_train = np.concatenate([X_fit, X_t]).astype(np.float32)
             y_train = np.concatenate([y_fit, y_t_enc])
@@ -910,7 +969,6 @@ class MetaLabelCorrectionClassifier(ClassifierMixin, BaseEstimator):
 
         reuse_virtual_grad = self._resolve_reuse_virtual_grad()
         average = self._resolve_average()
-        lr_schedule = self._resolve_lr_schedule(user_callbacks)
         device = _resolve_device(self.device)
         self.pretrain_check_ = None
         if pretrain == "auto":
@@ -925,19 +983,25 @@ class MetaLabelCorrectionClassifier(ClassifierMixin, BaseEstimator):
             and self.method_.default_warmup_check
             and self.method_.uses_meta_step
             and not pretrain  # the auto warm-up scores on the trusted rows: held out
-            and (X_meta is not None or meta_mask is not None)
+            and has_trusted_set
         ):
             self.warmup_check_ = self._check_warmup(
                 X_t, y_t_enc, X_fit, y_fit, n_classes, device, seed
             )
             auto_warmup = self.warmup_check_["auto_warmup"]
         self.init_check_ = None
-        if self.method_.uses_label_estimate(n_classes) and (
-            X_meta is not None or meta_mask is not None
-        ):
+        if has_trusted_set and self.method_.uses_label_estimate(n_classes):
             self.init_check_ = self._check_labels(
                 X_t, y_t_enc, X_fit, y_fit, n_classes, device, seed
             )
+        self.heavy_noise_ = self._heavy_noise(
+            self._heavy_noise_candidates(n_classes, train_on_meta, user_callbacks),
+            self.init_check_ or self.pretrain_check_ or self.warmup_check_,
+        )
+        if self.verbose and self.heavy_noise_:
+            print(f"{self.method_.name}: heavy noise, {self.heavy_noise_}")
+        pretrain = self.heavy_noise_.get("pretrain_epochs", pretrain)
+        lr_schedule = self._resolve_lr_schedule(user_callbacks, self.heavy_noise_)
         valid = None
         if held is not None:
             # skorch's validation loop scores the held-out rows each epoch
@@ -965,7 +1029,8 @@ class MetaLabelCorrectionClassifier(ClassifierMixin, BaseEstimator):
             ).get("estimated_label_accuracy"),
         )
         optimizer_params = {
-            f"optimizer__{k}": v for k, v in self._resolve_optimizer_params().items()
+            f"optimizer__{k}": v
+            for k, v in self._resolve_optimizer_params(self.heavy_noise_).items()
         }
 
         def make_net(method):
@@ -1000,7 +1065,9 @@ class MetaLabelCorrectionClassifier(ClassifierMixin, BaseEstimator):
                 warmup_epochs=warmup,
                 meta_lr=self.method_.default_meta_lr if self.meta_lr is None else self.meta_lr,
                 meta_every=(
-                    self.method_.default_meta_every if self.meta_every is None else self.meta_every
+                    self.heavy_noise_.get("meta_every", self.method_.default_meta_every)
+                    if self.meta_every is None
+                    else self.meta_every
                 ),
                 lookahead=self.lookahead,
                 reuse_virtual_grad=reuse_virtual_grad,

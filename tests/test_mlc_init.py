@@ -42,8 +42,9 @@ def test_at_heavy_noise_T_starts_uniform(sym80):
     assert default.init_diagonal_ == pytest.approx(0.1)
     assert "pretrain" not in check and "auto_warmup" not in check
     assert check["reason"].startswith(f"the given labels are estimated {estimate:.3f} right")
-    given = _fit(sym80, method=MLC(init_diagonal=0.1))
-    assert given.init_check_ is None
+    # a given start runs no check, and so takes no heavy-noise setting: give them
+    given = _fit(sym80, method=MLC(init_diagonal=0.1), **default.heavy_noise_)
+    assert given.init_check_ is None and given.heavy_noise_ == {}
     _same_fit(default, given, sym80)
     # and neither the fit of T started at the estimate nor at the fixed 0.5
     for other in (estimate, 0.5):
@@ -123,7 +124,8 @@ def test_no_check_with_two_classes(sym80, monkeypatch):
 
 
 def test_no_check_for_a_given_start_or_another_method(sym80):
-    assert _fit(sym80, method=MLC(init_diagonal=0.7), max_epochs=1).init_check_ is None
+    given = _fit(sym80, method=MLC(init_diagonal=0.7), max_epochs=1)
+    assert given.init_check_ is None and given.heavy_noise_ == {}
     for method in ["tmlc", "glc", "ce"]:
         assert _fit(sym80, method=method, max_epochs=1).init_check_ is None
 

@@ -47,6 +47,9 @@ every step.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from types import MappingProxyType
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -233,6 +236,17 @@ class MetaMethod(BaseEstimator):
         where it says that the trusted rows alone predict better than the
         labels are right (the method's fixed warm-up otherwise): ``True`` for
         ``mslg``.
+    heavy_noise_settings : dict
+        What the classifier's settings left at ``None`` resolve to instead of
+        the defaults above where the trusted-set check estimates fewer than
+        ``HEAVY_NOISE_BELOW`` of the labels right (keys among
+        ``pretrain_epochs``, whose ``"auto"`` then takes the decision of that
+        check, ``lr_schedule``, ``weight_decay`` and ``meta_every``).  The
+        estimate is that of the check the fit runs anyway (for
+        ``uses_label_estimate``, the pre-training or the warm-up); a fit that
+        runs none takes no such setting.  The classifier reports the settings
+        taken in ``heavy_noise_``.  Empty here (no regime of its own at heavy
+        noise); ``mlc``'s and ``mfrw``'s are in their documentation.
     """
 
     name = "base"
@@ -253,6 +267,7 @@ class MetaMethod(BaseEstimator):
     default_pretrain_epochs = 0
     pretraining_replaces_warmup = False
     default_warmup_check = False
+    heavy_noise_settings: Mapping = MappingProxyType({})
 
     def default_warmup(self, max_epochs: int) -> int:
         return 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import numbers
+from types import MappingProxyType
 
 import torch
 from torch import nn
@@ -106,6 +107,26 @@ class MLC(MetaMethod):
       digits 0.893 -> 0.898, both still below a model of the trusted rows
       alone (0.775 and 0.905; ``benchmarks/README.md``, "``mlc``'s uniform
       T at heavy noise").
+    * **At heavy noise, pre-training, a cosine schedule and weight decay
+      2e-3** (``heavy_noise_settings``): where the same check estimates
+      fewer than 30% of the labels right, the classifier's settings left at
+      ``None`` resolve to ``pretrain_epochs="auto"`` (decided by that check:
+      200 epochs on the trusted set alone where it predicts better than the
+      labels are right), ``lr_schedule="cosine"`` and ``weight_decay=2e-3``;
+      the settings taken are in the classifier's ``heavy_noise_``.  With T
+      near uniform the noisy rows pull little, so the fit starts from the
+      trusted rows' model, and the decaying rate and stronger decay keep the
+      labels' remaining pull from undoing it.  On the benchmark only the
+      symmetric 80% fits of digits and MNIST pass the cut.  Seeds 0-2 (where
+      it was chosen) and 3-5 (a check on new splits), test accuracy: MNIST
+      0.746 -> 0.781 and 0.732 -> 0.775, above the 0.775 and 0.761 of a
+      model of the trusted rows alone; digits 0.898 -> 0.895 and 0.909 ->
+      0.905, against 0.905 and 0.899.  Pre-training and the schedule without
+      the stronger decay gave MNIST 0.764; the decay without pre-training
+      0.721; a decay of 5e-3 0.719 (``benchmarks/README.md``, "Heavy-noise
+      settings for ``mlc`` and ``mfrw``").  A setting given to the
+      classifier is kept; with a given ``init_diagonal`` no check runs, and
+      the usual defaults hold.
     * After each meta step T is made diagonally dominant (each diagonal logit
       raised to the row's largest off-diagonal one): the true class stays the
       most likely label, the condition under which forward correction can be
@@ -179,6 +200,9 @@ class MLC(MetaMethod):
     default_meta_lr = 3e-2
     default_reuse_virtual_grad = True  # see the classifier's reuse_virtual_grad
     default_weight_decay = 5e-4  # see "Weight decay" above
+    heavy_noise_settings = MappingProxyType(  # see "At heavy noise" above
+        {"pretrain_epochs": "auto", "lr_schedule": "cosine", "weight_decay": 2e-3}
+    )
 
     def __init__(self, init_diagonal="auto", warmup_fraction=0.1, diagonally_dominant=True):
         self.init_diagonal = init_diagonal
