@@ -38,6 +38,7 @@ from ._pretrain_check import (
     CHECK_EPOCHS,
     check_reason,
     label_estimate_reason,
+    trusted_rows_predict_better,
     trusted_set_check,
 )
 from .methods import MetaMethod, available_methods, get_method
@@ -917,7 +918,9 @@ class MetaLabelCorrectionClassifier(ClassifierMixin, BaseEstimator):
             return {}
         settings = dict(candidates)
         if settings.get("pretrain_epochs") == "auto":
-            better = estimate < check["trusted_cv_accuracy"]  # the rule of pretrain_check_
+            better = trusted_rows_predict_better(
+                check_estimate=estimate, trusted_accuracy=check["trusted_cv_accuracy"]
+            )
             settings["pretrain_epochs"] = AUTO_PRETRAIN_EPOCHS if better else 0
         return settings
 

@@ -42,6 +42,7 @@ __all__ = [
     "AUTO_PRETRAIN_EPOCHS",
     "CHECK_EPOCHS",
     "check_reason",
+    "trusted_rows_predict_better",
     "label_estimate_reason",
     "trusted_set_check",
 ]
@@ -141,9 +142,16 @@ def trusted_set_check(
         "noisy_label_agreement": r,
         "estimated_label_accuracy": estimate,
         "n_splits": n_splits,
-        "pretrain": bool(estimate is not None and estimate < a),
+        "pretrain": trusted_rows_predict_better(check_estimate=estimate, trusted_accuracy=a),
     }
     return {**check, "reason": check_reason(check)}
+
+
+def trusted_rows_predict_better(*, check_estimate, trusted_accuracy) -> bool:
+    """The check's decision: whether the trusted rows alone (``trusted_accuracy``,
+    ``a``) are estimated to predict better than the labels are right
+    (``check_estimate``, ``r / a``; ``None``: no estimate, so no)."""
+    return bool(check_estimate is not None and check_estimate < trusted_accuracy)
 
 
 def check_reason(check, outcomes=("pre-training", "no pre-training"), decision="pretrain"):

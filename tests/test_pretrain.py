@@ -139,7 +139,15 @@ def test_auto_fits_as_the_epochs_it_decides_on(sym80):
     """The check draws on a random state of its own: the fit is the one its
     decision names, to the bit."""
     auto = _fit(sym80, method="mfrw", max_epochs=2, pretrain_epochs="auto")
-    fixed = _fit(sym80, method="mfrw", max_epochs=2, pretrain_epochs=AUTO_PRETRAIN_EPOCHS)
+    # a given number runs no check, so it takes no heavy-noise setting: give them too
+    assert auto.heavy_noise_
+    fixed = _fit(
+        sym80,
+        method="mfrw",
+        max_epochs=2,
+        pretrain_epochs=AUTO_PRETRAIN_EPOCHS,
+        **auto.heavy_noise_,
+    )
     np.testing.assert_array_equal(
         auto.predict_proba(sym80.X_test), fixed.predict_proba(sym80.X_test)
     )
