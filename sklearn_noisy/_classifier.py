@@ -118,6 +118,11 @@ def _unnamed(item):
     return item[1] if isinstance(item, tuple) else item
 
 
+#: The main optimizer's learning rate where ``lr`` is ``None`` (and no heavy-noise
+#: setting of the method replaces it).
+DEFAULT_LR = 1e-3
+
+
 def _schedules_lr(user_callbacks):
     """Whether the user's ``callbacks`` hold a learning-rate scheduler of their own."""
     return any(isinstance(_unnamed(item), LRScheduler) for item in user_callbacks)
@@ -160,9 +165,10 @@ class MetaLabelCorrectionClassifier(ClassifierMixin, BaseEstimator):
         Passes over the training rows (warm-up epochs included).
     batch_size : int, default=64
         Training rows per optimisation step.
-    lr : float, default=1e-3
+    lr : float, default=None
         Learning rate of the main optimizer (its starting rate with
-        ``lr_schedule="cosine"``).
+        ``lr_schedule="cosine"``).  ``None``: 1e-3, or the method's rate at
+        heavy noise (3e-4 for ``mfrw``, see ``heavy_noise_``).
     lr_schedule : {"constant", "cosine"} or None, default=None
         How the main optimizer's learning rate moves over the epochs.
         ``"constant"``: ``lr`` throughout.  ``"cosine"``: ``lr * (1 +
@@ -428,12 +434,13 @@ class MetaLabelCorrectionClassifier(ClassifierMixin, BaseEstimator):
         check the fit runs anyway (``init_check_``, ``pretrain_check_`` or
         ``warmup_check_``) estimates fewer than 30% of the labels right, the
         classifier's
-        settings left at ``None`` (among ``pretrain_epochs``,
+        settings left at ``None`` (among ``lr``, ``pretrain_epochs``,
         ``lr_schedule``, ``weight_decay`` and ``meta_every``) resolve to the
         method's ``heavy_noise_settings`` instead of its defaults: for ``mlc``
         pre-training (decided as by ``pretrain_epochs="auto"``), a cosine
-        schedule and ``weight_decay=2e-3``, for ``mfrw`` a cosine schedule and
-        ``meta_every=1`` (each method's documentation gives the figures).
+        schedule and ``weight_decay=2e-3``, for ``mfrw`` ``lr=3e-4``, a cosine
+        schedule and ``meta_every=1`` (each method's documentation gives the
+        figures).
         ``{}`` elsewhere, for the other methods, with two classes, and in a
         fit that runs no check (``mlc`` with a given ``init_diagonal``,
         ``mfrw`` with a given ``pretrain_epochs``, no trusted set): no check
@@ -481,7 +488,7 @@ class MetaLabelCorrectionClassifier(ClassifierMixin, BaseEstimator):
         "module_params": [None, dict],
         "max_epochs": [Interval(numbers.Integral, 1, None, closed="left")],
         "batch_size": [Interval(numbers.Integral, 1, None, closed="left")],
-        "lr": [Interval(numbers.Real, 0, None, closed="neither")],
+        "lr": [Interval(numbers.Real, 0, None, closed="neither"), None],
         "lr_schedule": [None, StrOptions({"constant", "cosine"})],
         "weight_decay": [None, Interval(numbers.Real, 0, None, closed="left")],
         "optimizer": [type],
@@ -522,7 +529,7 @@ class MetaLabelCorrectionClassifier(ClassifierMixin, BaseEstimator):
         module_params=None,
         max_epochs=50,
         batch_size=64,
-        lr=1e-3,
+        lr=None,
         lr_schedule=None,
         weight_decay=None,
         optimizer=torch.optim.Adam,
@@ -751,6 +758,13 @@ class MetaLabelCorrectionClassifier(ClassifierMixin, BaseEstimator):
             params["weight_decay"] = float(decay)
         return params
 
+    def _resolve_lr(self, heavy_noise):
+        """``lr`` for this fit (``None``: ``DEFAULT_LR``, or the method's rate at
+        heavy noise in ``heavy_noise``)."""
+        if self.lr is not None:
+            return self.lr
+        return heavy_noise.get("lr", DEFAULT_LR)
+
     def _resolve_average(self):
         if self.average is None:  # early stopping keeps one epoch's weights instead
             return 0.0 if self.early_stopping else self.method_.default_average
@@ -847,7 +861,7 @@ class MetaLabelCorrectionClassifier(ClassifierMixin, BaseEstimator):
         resolved = self._resolve_optimizer_params()
         return trusted_set_check(
             lambda: self._make_module(X_t.shape[1], n_classes),
-            lambda params: self.optimizer(params, lr=self.lr, **resolved),
+            lambda params: self.optimizer(params, lr=self._resolve_lr({}), **resolved),
             X_t,
             y_t,
             X_noisy,
@@ -1041,7 +1055,7 @@ class MetaLabelCorrectionClassifier(ClassifierMixin, BaseEstimator):
                 module=self._make_module(X.shape[1], n_classes),
                 criterion=nn.CrossEntropyLoss,
                 optimizer=self.optimizer,
-                lr=self.lr,
+                lr=self._resolve_lr(self.heavy_noise_),
                 max_epochs=self.max_epochs,
                 batch_size=self.batch_size,
                 iterator_train=BatchLoader,
@@ -1218,7 +1232,7 @@ class MetaLabelCorrectionClassifier(ClassifierMixin, BaseEstimator):
         if not (params_finite and meta_finite and np.isfinite(losses).all()):
             raise FloatingPointError(
                 "Training diverged (a loss or weight is not finite); lower lr "
-                f"(now {self.lr}) or meta_lr (now {net.meta_lr})."
+                f"(now {net.lr}) or meta_lr (now {net.meta_lr})."
             )
 
     # ------------------------------------------------------------- predict

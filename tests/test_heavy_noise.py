@@ -1,7 +1,7 @@
 """Settings a method takes where the trusted-set check estimates fewer than 30% of
 the labels right (``MetaMethod.heavy_noise_settings``, reported in the classifier's
 ``heavy_noise_``): ``mlc`` pre-trains, decays its rate and weight more; ``mfrw``
-decays its rate and takes a meta step on every batch."""
+starts at a lower rate, decays it and takes a meta step on every batch."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ MLC_HEAVY = {
     "lr_schedule": "cosine",
     "weight_decay": 2e-3,
 }
-MFRW_HEAVY = {"lr_schedule": "cosine", "meta_every": 1}
+MFRW_HEAVY = {"lr": 3e-4, "lr_schedule": "cosine", "meta_every": 1}
 
 
 def _fit(case, method, **kw):
@@ -69,7 +69,9 @@ def test_mfrw_takes_its_settings_at_heavy_noise_from_its_one_check(sym80, monkey
     assert len(calls) == 1  # the pre-training's check decides the settings too
     assert default.pretrain_check_["estimated_label_accuracy"] < HEAVY_NOISE_BELOW
     assert default.init_check_ is None and default.heavy_noise_ == MFRW_HEAVY
-    assert default.net_.meta_every == 1 and (np.diff(_lrs(default)) < 0).all()
+    assert default.net_.meta_every == 1
+    lrs = _lrs(default)
+    assert lrs[0] == pytest.approx(3e-4) and (np.diff(lrs) < 0).all()
     _same_fit(default, _fit(sym80, "mfrw", **MFRW_HEAVY), sym80)
 
 
@@ -77,7 +79,7 @@ def test_mfrw_takes_its_settings_at_heavy_noise_from_its_one_check(sym80, monkey
     "method, usual",
     [
         ("mlc", {"pretrain_epochs": 0, "lr_schedule": "constant", "weight_decay": 5e-4}),
-        ("mfrw", {"lr_schedule": "constant", "meta_every": 2}),
+        ("mfrw", {"lr": 1e-3, "lr_schedule": "constant", "meta_every": 2}),
     ],
 )
 def test_where_most_labels_are_right_the_usual_defaults_hold(sym40, method, usual):
@@ -139,6 +141,12 @@ def test_a_setting_the_user_gives_is_kept(sym80, given, kept):
         assert clf.net_.optimizer_.param_groups[0]["weight_decay"] == decay
     if "pretrain_epochs" in given:
         assert clf.pretrain_epochs_ == 3
+
+
+def test_mfrw_keeps_a_given_rate(sym80):
+    clf = _fit(sym80, "mfrw", max_epochs=2, lr=2e-3)
+    assert clf.heavy_noise_ == {"lr_schedule": "cosine", "meta_every": 1}
+    assert _lrs(clf)[0] == pytest.approx(2e-3)
 
 
 @pytest.mark.parametrize(

@@ -239,7 +239,7 @@ class MetaMethod(BaseEstimator):
     heavy_noise_settings : dict
         What the classifier's settings left at ``None`` resolve to instead of
         the defaults above where the trusted-set check estimates fewer than
-        ``HEAVY_NOISE_BELOW`` of the labels right (keys among
+        ``HEAVY_NOISE_BELOW`` of the labels right (keys among ``lr``,
         ``pretrain_epochs``, whose ``"auto"`` then takes the decision of that
         check, ``lr_schedule``, ``weight_decay`` and ``meta_every``).  The
         estimate is that of the check the fit runs anyway (for

@@ -177,22 +177,29 @@ class MFRW(MetaMethod):
       at worst, +0.001 on average; ``benchmarks/README.md``, "A cosine
       schedule for ``mfrw``, with the pre-training"), so it is the default
       at heavy noise only (next).
-    * **At heavy noise, a cosine schedule and a meta step on every batch**
-      (``heavy_noise_settings``): where the trusted-set check of the
+    * **At heavy noise, a lower, decaying rate and a meta step on every
+      batch** (``heavy_noise_settings``): where the trusted-set check of the
       pre-training estimates fewer than 30% of the labels right (the cut of
-      ``mlc``'s and ``mslc``'s heavy-noise starts), ``lr_schedule=None``
-      resolves to ``"cosine"`` and ``meta_every=None`` to 1; the settings
-      taken are in the classifier's ``heavy_noise_`` (with a given
-      ``pretrain_epochs`` no check runs, and the usual defaults hold).  On
-      the benchmark only
-      the symmetric 80% fits of digits and MNIST pass the cut.  Seeds 0-2
-      (where it was chosen) and 3-5 (a check on new splits), test accuracy:
-      MNIST 0.736 -> 0.781 and 0.690 -> 0.737, digits 0.920 -> 0.924 and
-      0.918 -> 0.915; a model of the trusted rows alone gives 0.775 / 0.761
-      on MNIST, so ``mfrw`` ends nearer it but, on seeds 3-5, still below.
-      The cosine schedule alone gave 0.770 and 0.712 on MNIST.  The price
-      is the paper's meta step on every batch on those fits: an epoch costs
-      about 3.0-3.1 times ``ce``'s instead of 2.1-2.6 (the speed table's
+      ``mlc``'s and ``mslc``'s heavy-noise starts), ``lr=None`` resolves to
+      3e-4 instead of 1e-3, ``lr_schedule=None`` to ``"cosine"`` and
+      ``meta_every=None`` to 1; the settings taken are in the classifier's
+      ``heavy_noise_`` (with a given ``pretrain_epochs`` no check runs, and
+      the usual defaults hold).  The pre-trained network's first noisy
+      epochs knocked it far below where it started, and it then memorised
+      the labels: a lower, decaying rate keeps it nearer the trusted rows'
+      model, and the advisor needs every batch's update there.  On the
+      benchmark only the symmetric 80% fits of digits and MNIST pass the
+      cut.  Test accuracy, MNIST / digits, seeds 0-2 and 3-5 (where the
+      settings were chosen) and 6-8 (new splits, checked after the choice):
+      before 0.736 / 0.920, 0.690 / 0.918, 0.694 / 0.899; with the cosine
+      schedule and ``meta_every=1`` at ``lr`` 1e-3 0.781 / 0.924, 0.737 /
+      0.915, 0.756 / 0.904; with ``lr`` 3e-4 too (the default) 0.802 /
+      0.914, 0.791 / 0.908, 0.801 / 0.891.  A model of the trusted rows
+      alone gives 0.775 / 0.905, 0.761 / 0.899, 0.758 / 0.880: ``mfrw`` is
+      above it on every group of seeds now (MNIST +0.091 over the nine
+      seeds), at a cost of about 0.008 on digits.  The price in time is the
+      paper's meta step on every batch on those fits: an epoch costs about
+      3.0-3.1 times ``ce``'s instead of 2.1-2.6 (the speed table's
       ``meta_every`` rows without warm-up; ``benchmarks/README.md``,
       "Heavy-noise settings for ``mlc`` and ``mfrw``").
 
@@ -235,7 +242,7 @@ class MFRW(MetaMethod):
     pretraining_replaces_warmup = True  # see "Pre-training where it helps" above
     default_meta_every = 2  # see "Meta step on every second batch" above
     heavy_noise_settings = MappingProxyType(  # see "At heavy noise" above
-        {"lr_schedule": "cosine", "meta_every": 1}
+        {"lr": 3e-4, "lr_schedule": "cosine", "meta_every": 1}
     )
 
     def __init__(
