@@ -433,19 +433,18 @@ class MetaLabelCorrectionClassifier(ClassifierMixin, BaseEstimator):
         The settings this fit took for heavy noise: where the trusted-set
         check the fit runs anyway (``init_check_``, ``pretrain_check_`` or
         ``warmup_check_``) estimates fewer than 30% of the labels right, the
-        classifier's
-        settings left at ``None`` (among ``lr``, ``pretrain_epochs``,
-        ``lr_schedule``, ``weight_decay`` and ``meta_every``) resolve to the
-        method's ``heavy_noise_settings`` instead of its defaults: for ``mlc``
-        pre-training (decided as by ``pretrain_epochs="auto"``), a cosine
-        schedule and ``weight_decay=2e-3``, for ``mfrw`` ``lr=3e-4``, a cosine
-        schedule and ``meta_every=1`` (each method's documentation gives the
-        figures).
+        classifier's settings left at ``None`` (among ``lr``,
+        ``pretrain_epochs``, ``lr_schedule``, ``weight_decay`` and
+        ``meta_every``) resolve to the method's ``heavy_noise_settings``
+        instead of its defaults: for ``mlc`` pre-training (decided as by
+        ``pretrain_epochs="auto"``), a cosine schedule and
+        ``weight_decay=2e-3``, for ``mfrw`` ``lr=3e-4``, a cosine schedule and
+        ``meta_every=1`` (each method's documentation gives the figures).
         ``{}`` elsewhere, for the other methods, with two classes, and in a
         fit that runs no check (``mlc`` with a given ``init_diagonal``,
         ``mfrw`` with a given ``pretrain_epochs``, no trusted set): no check
-        runs for these settings alone.  A setting given to the classifier (or an
-        ``LRScheduler`` among ``callbacks``, or a ``weight_decay`` in
+        runs for these settings alone.  A setting given to the classifier (or
+        an ``LRScheduler`` among ``callbacks``, or a ``weight_decay`` in
         ``optimizer_params``) is never replaced.
     n_iter_ : int
         Epochs completed (fewer than ``max_epochs`` after a KeyboardInterrupt,
