@@ -42,8 +42,8 @@ __all__ = [
     "AUTO_PRETRAIN_EPOCHS",
     "CHECK_EPOCHS",
     "check_reason",
-    "trusted_rows_predict_better",
     "label_estimate_reason",
+    "trusted_rows_predict_better",
     "trusted_set_check",
 ]
 
