@@ -1010,9 +1010,10 @@ class MetaLabelCorrectionClassifier(ClassifierMixin, BaseEstimator):
             self.init_check_ = self._check_labels(
                 X_t, y_t_enc, X_fit, y_fit, n_classes, device, seed
             )
+        # the one trusted-set check this fit ran, whichever asked for it (or None)
+        fit_check = self.init_check_ or self.pretrain_check_ or self.warmup_check_
         self.heavy_noise_ = self._heavy_noise(
-            self._heavy_noise_candidates(n_classes, train_on_meta, user_callbacks),
-            self.init_check_ or self.pretrain_check_ or self.warmup_check_,
+            self._heavy_noise_candidates(n_classes, train_on_meta, user_callbacks), fit_check
         )
         if self.verbose and self.heavy_noise_:
             print(f"{self.method_.name}: heavy noise, {self.heavy_noise_}")
@@ -1040,9 +1041,7 @@ class MetaLabelCorrectionClassifier(ClassifierMixin, BaseEstimator):
             y=torch.as_tensor(y_train, dtype=torch.int64),
             trusted=torch.as_tensor(trusted),
             n_features=X.shape[1],
-            label_accuracy=(
-                self.init_check_ or self.pretrain_check_ or self.warmup_check_ or {}
-            ).get("estimated_label_accuracy"),
+            label_accuracy=(fit_check or {}).get("estimated_label_accuracy"),
         )
         optimizer_params = {
             f"optimizer__{k}": v
