@@ -178,7 +178,7 @@ class MetaLabelCorrectionClassifier(ClassifierMixin, BaseEstimator):
         per epoch, warm-up epochs included; each of ``glc``'s two stages runs
         its own).  ``None`` takes the method's default: ``"cosine"`` for
         ``mslc``, and for ``mlc`` and ``mfrw`` at heavy noise (see
-        ``heavy_noise_``), ``"constant"`` otherwise (see ``benchmarks/README.md``,
+        ``heavy_noise_``), ``"constant"`` otherwise (see ``benchmarks/HISTORY.md``,
         "A cosine learning-rate schedule": it costs ``mslg`` at high noise),
         or no schedule of the library's when ``callbacks``
         holds an ``LRScheduler`` (yours replaces it).  The look-ahead step
@@ -188,7 +188,7 @@ class MetaLabelCorrectionClassifier(ClassifierMixin, BaseEstimator):
         L2 penalty of the main optimizer (its ``weight_decay`` argument; the
         meta parameters get none).  ``None`` uses the method's default:
         ``5e-4`` for ``mlc`` (2e-3 at heavy noise, see ``heavy_noise_``) and
-        ``glc``, ``0`` for the others (see ``benchmarks/README.md``, "Weight
+        ``glc``, ``0`` for the others (see ``benchmarks/HISTORY.md``, "Weight
         decay").  The virtual step applies it
         as the real step does.  Exclusive with a ``weight_decay`` in
         ``optimizer_params``.  A method's default is not passed to an
@@ -213,7 +213,8 @@ class MetaLabelCorrectionClassifier(ClassifierMixin, BaseEstimator):
         batch, as in the papers) for ``mlc`` and ``mslg``; 2 for ``mslc``,
         ``tmlc`` and ``mfrw`` (1 for ``mfrw`` at heavy noise, see
         ``heavy_noise_``; see their documentation, and
-        ``benchmarks/README.md`` for every method's accuracy at 1 and 2).
+        ``benchmarks/HISTORY.md``, "The ``meta_every`` lever on accuracy", for
+        every method's accuracy at 1 and 2).
     lookahead : {"full", "head"}, default="full"
         Which parameters the virtual step moves.  ``"full"``: all of them (the
         papers).  ``"head"``: only the module's ``head``; the backbone stays
@@ -263,7 +264,7 @@ class MetaLabelCorrectionClassifier(ClassifierMixin, BaseEstimator):
         ``pretrain_epochs`` passes over the trusted set, small beside the
         noisy rows' epochs.  It helps where a model of the trusted rows alone
         is better than the noisy labels and costs where it is poor
-        (``benchmarks/README.md``, "Pre-training on the trusted set": 200
+        (``benchmarks/HISTORY.md``, "Pre-training on the trusted set": 200
         epochs took ``mslc`` from 0.682 to 0.760 and ``mfrw`` from 0.527 to
         0.748 on MNIST at 80% symmetric noise, where the trusted rows alone
         give 0.775, and cost both up to 0.08 on ``mnist1d``, where they give

@@ -217,7 +217,8 @@ class BatchLoader(DataLoader):
 
     skorch's default loader asks its Dataset for one row at a time and stacks
     the rows (``default_collate``); for the default MLP on CPU that was a
-    fifth of a plain training epoch (``benchmarks/README.md``), and most of
+    fifth of a plain training epoch (``benchmarks/HISTORY.md``, "Speed:
+    earlier rounds"), and most of
     a prediction's time.  This loader draws the same batches of row
     indices (the same ``RandomSampler`` or ``SequentialSampler`` in a
     ``BatchSampler``, drawing from the same random generators in the same
@@ -538,7 +539,7 @@ class _Step(torch.autograd.Function):
     scale, value=-1)`` to the bit, but its backward multiplies the incoming
     gradient by ``neg_scale`` in one pass, where autograd's ``addcmul``
     backward first forms ``scale * value``: one memory-bound pass over every
-    parameter less per meta step (``benchmarks/README.md``, "The look-ahead
+    parameter less per meta step (``benchmarks/HISTORY.md``, "The look-ahead
     step, one pass less").
     """
 

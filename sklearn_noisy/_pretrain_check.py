@@ -4,7 +4,7 @@ is estimated to give a better model than the given labels are.
 Pre-training (``BiLevelNet._pretrain``) starts the training on the noisy rows from
 a model of the trusted rows.  That helps where such a model is better than the
 noisy labels it will be trained on next, and costs where it is poor (a hundred
-rows of a hard dataset): ``benchmarks/README.md``, "Pre-training on the trusted
+rows of a hard dataset): ``benchmarks/HISTORY.md``, "Pre-training on the trusted
 set".  The check below compares the two from the training data alone:
 
 * ``a``: the accuracy of a network trained on the trusted rows alone, estimated by

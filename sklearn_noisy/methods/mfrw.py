@@ -153,7 +153,7 @@ class MFRW(MetaMethod):
       average, +0.220 at MNIST symmetric 80% (0.527 -> 0.748), +0.073 at 60%,
       +0.031 at digits symmetric 80%, -0.010 at worst (MNIST pair 20%).  A
       pilot that kept the 5 warm-up epochs after the pre-training gave 0.689
-      at MNIST symmetric 80% (``benchmarks/README.md``, "Pre-training on the
+      at MNIST symmetric 80% (``benchmarks/HISTORY.md``, "Pre-training on the
       trusted set").  Pass ``pretrain_epochs=0`` for the paper's schedule.
     * **Meta step on every second batch** (the classifier's ``meta_every=None``
       resolves to 2 for this method; the paper updates the advisor on every
@@ -174,7 +174,7 @@ class MFRW(MetaMethod):
       resolves to ``"constant"``).  A cosine decay slows the memorisation of
       the given labels at heavy noise (MNIST symmetric 80%, seeds 0-2: 0.736
       -> 0.770) but cost a little on 13 of the benchmark's 21 cases (-0.013
-      at worst, +0.001 on average; ``benchmarks/README.md``, "A cosine
+      at worst, +0.001 on average; ``benchmarks/HISTORY.md``, "A cosine
       schedule for ``mfrw``, with the pre-training"), so it is the default
       at heavy noise only (next).
     * **At heavy noise, a lower, decaying rate and a meta step on every
@@ -200,7 +200,7 @@ class MFRW(MetaMethod):
       seeds), at a cost of about 0.008 on digits.  The price in time is the
       paper's meta step on every batch on those fits: an epoch costs about
       3.0-3.1 times ``ce``'s instead of 2.1-2.6 (the speed table's
-      ``meta_every`` rows without warm-up; ``benchmarks/README.md``,
+      ``meta_every`` rows without warm-up; ``benchmarks/HISTORY.md``,
       "Heavy-noise settings for ``mlc`` and ``mfrw``").
 
     Fitted attribute added to the classifier: ``advisor_weight_``, shape

@@ -79,7 +79,7 @@ class MLC(MetaMethod):
       when the check cannot estimate (a class with one trusted row).  A T
       that starts trusting the labels more than they deserve lets the
       network fit the wrong ones before the meta-gradient has flattened T.
-      On the benchmark (3 seeds; ``benchmarks/README.md``, "``mlc``'s T
+      On the benchmark (3 seeds; ``benchmarks/HISTORY.md``, "``mlc``'s T
       starts at the estimated share of right labels") the estimates were
       within 0.05 of the true share on digits and MNIST, and the start moved
       only the symmetric 60% and 80% cases: MNIST 0.843 -> 0.864 and 0.675
@@ -105,7 +105,7 @@ class MLC(MetaMethod):
       0.20-0.22 (``mnist1d``'s there are 0.42-0.47, its trusted rows being a
       weak model; 0.34 or more on every other case): MNIST 0.719 -> 0.746,
       digits 0.893 -> 0.898, both still below a model of the trusted rows
-      alone (0.775 and 0.905; ``benchmarks/README.md``, "``mlc``'s uniform
+      alone (0.775 and 0.905; ``benchmarks/HISTORY.md``, "``mlc``'s uniform
       T at heavy noise").
     * **At heavy noise, pre-training, a cosine schedule and weight decay
       2e-3** (``heavy_noise_settings``): where the same check estimates
@@ -128,7 +128,7 @@ class MLC(MetaMethod):
       left to check it on; not taken (digits' seeds 0-2 stay below the
       line with it, 0.900).  Pre-training and the schedule without
       the stronger decay gave MNIST 0.764; the decay without pre-training
-      0.721; a decay of 5e-3 0.719 (``benchmarks/README.md``, "Heavy-noise
+      0.721; a decay of 5e-3 0.719 (``benchmarks/HISTORY.md``, "Heavy-noise
       settings for ``mlc`` and ``mfrw``").  A setting given to the
       classifier is kept; with a given ``init_diagonal`` no check runs, and
       the usual defaults hold.

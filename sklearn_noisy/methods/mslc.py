@@ -132,7 +132,7 @@ class MSLC(MetaMethod):
       (above the 0.775 of a model of the trusted rows alone), digits 0.915
       -> 0.920; the posterior everywhere would have cost 0.005 on average
       over the digits and MNIST cases, 0.030 at MNIST symmetric 60%
-      (``benchmarks/README.md``, "`mslc`'s first soft label at heavy
+      (``benchmarks/HISTORY.md``, "`mslc`'s first soft label at heavy
       noise").  A given number of ``pretrain_epochs`` runs no check, so
       there is no estimate and the start is the warm-up average;
       ``first_label="warmup"`` always starts there, as the reference code
@@ -172,7 +172,7 @@ class MSLC(MetaMethod):
       end gives settled labels.  On the benchmark's 21 cases, seeds 0-2, test
       accuracy +0.004 on average against a constant rate, -0.005 at worst
       (mnist1d instance 40%), +0.031 at MNIST symmetric 80% and +0.010 at
-      symmetric 60% (``benchmarks/README.md``, "A cosine learning-rate
+      symmetric 60% (``benchmarks/HISTORY.md``, "A cosine learning-rate
       schedule").  Pass ``lr_schedule="constant"`` for a constant rate.
     * **Pre-training where it helps** (the classifier's ``pretrain_epochs=None``
       resolves to ``"auto"`` for this method; the paper trains from a random
@@ -184,7 +184,7 @@ class MSLC(MetaMethod):
       a pilot).  On the benchmark's 21 cases, seeds 0-2, the check
       pre-trained on every digits and MNIST case and on no ``mnist1d`` case:
       test accuracy +0.007 on average, +0.078 at MNIST symmetric 80% (0.682
-      -> 0.760), +0.038 at 60%, -0.003 at worst (``benchmarks/README.md``,
+      -> 0.760), +0.038 at 60%, -0.003 at worst (``benchmarks/HISTORY.md``,
       "Pre-training on the trusted set").  Pass ``pretrain_epochs=0`` for the
       paper's schedule.
 

@@ -104,7 +104,7 @@ class MSLG(MetaMethod):
     warm-up than as its judge): test accuracy +0.070 on MNIST (80% symmetric
     noise 0.586 -> 0.808, 60% 0.731 -> 0.852, instance 40% 0.779 -> 0.828),
     -0.004 on digits (-0.014 at worst, pair 40%), +0.022 over the 21 cases
-    (``benchmarks/README.md``, "An automatic warm-up for ``mslg`` where the
+    (``benchmarks/HISTORY.md``, "An automatic warm-up for ``mslg`` where the
     trusted rows can tell").  The check trains 5 x 50 epochs on four fifths
     of the trusted set, about two ``ce`` epochs of the speed benchmark's
     10,000 rows.  Pass ``warmup_epochs`` (a number, or ``"auto"``) to choose
