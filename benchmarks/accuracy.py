@@ -40,6 +40,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import math
 import os
 import platform
 import subprocess
@@ -617,6 +618,15 @@ def _overview(report) -> list[str]:
     return lines
 
 
+def _vs_ce(summary, key, spec):
+    """A summary entry's comparison with ``ce`` (``key``) formatted by ``spec``, or
+    "-" where the run has no ``ce`` to compare with (``--methods`` without it)."""
+    value = summary.get(key)
+    if value is None or not math.isfinite(value):
+        return "-"
+    return format(value, spec)
+
+
 def format_table(report) -> str:
     lines = []
     carried = _carried_over(report)
@@ -663,10 +673,10 @@ def format_table(report) -> str:
                 continue
             lines.append(
                 f"| {s['method']} | {s['kind']} | {s['test_accuracy_mean']:.3f} ± "
-                f"{s['test_accuracy_std']:.3f} | {s.get('acc_minus_ce', float('nan')):+.3f} | "
+                f"{s['test_accuracy_std']:.3f} | {_vs_ce(s, 'acc_minus_ce', '+.3f')} | "
                 f"{s['corrected_label_accuracy']:.3f} | {s['wrong_labels_fixed']:.3f} | "
                 f"{s['right_labels_broken']:.3f} | {s['fit_time_s']:.1f} | "
-                f"{s.get('time_vs_ce', float('nan')):.2f} |"
+                f"{_vs_ce(s, 'time_vs_ce', '.2f')} |"
             )
         lines.append("")
     lines += ["### Goals", ""]

@@ -470,3 +470,27 @@ def test_speed_table_has_the_flops_ratio(speed):
         if name != "ce":  # every other method computes more than plain training
             assert row["flops_ratio_vs_ce"] > 1.2
     assert "FLOPs / ce" in table
+
+
+def test_accuracy_table_without_ce_shows_no_comparison(accuracy, tmp_path, capsys):
+    """A run that fitted no ``ce`` (``--methods mfrw``) has nothing to compare
+    with: its rows say "-" under "Δ vs ce" and "time / ce", not "nan"."""
+    report, _ = accuracy
+    mod = _accuracy_module()
+    alone = json.loads(json.dumps(report))
+    alone["runs"] = [r for r in alone["runs"] if r["method"] == "mfrw"]
+    alone["settings"]["methods"] = ["mfrw"]
+    alone["settings"]["peers"] = []
+    mod.main(["--report", _write(tmp_path, "mfrw.json", alone)])
+    out = capsys.readouterr().out
+    rows = [x for x in out.splitlines() if x.startswith("| mfrw | library |")]
+    assert rows
+    for row in rows:
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        assert cells[3] == "-" and cells[8] == "-", row
+    assert "nan" not in out
+    # with ce in the run the comparison is there, and ce's own is zero
+    mod.main(["--report", _write(tmp_path, "all.json", report)])
+    lines = capsys.readouterr().out.splitlines()
+    ce_rows = [x for x in lines if x.startswith("| ce | library |")]
+    assert ce_rows and all(x.split("|")[4].strip() == "+0.000" for x in ce_rows)
