@@ -82,6 +82,16 @@ def _densify(X, name):
     return X.toarray()
 
 
+def _trusted_better(check):
+    """The decision of ``pretrain_epochs="auto"`` from a trusted-set ``check``'s
+    findings: the trusted rows alone estimated to predict better than the labels
+    are right."""
+    return trusted_rows_predict_better(
+        check_estimate=check["estimated_label_accuracy"],
+        trusted_accuracy=check["trusted_cv_accuracy"],
+    )
+
+
 def _resolve_device(device):
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
@@ -414,8 +424,11 @@ class MetaLabelCorrectionClassifier(ClassifierMixin, BaseEstimator):
         With ``pretrain_epochs="auto"`` (given or the method's default), what
         its check measured: ``trusted_cv_accuracy`` (``a``),
         ``noisy_label_agreement`` (``r``), ``estimated_label_accuracy``
-        (``r / a``), ``n_splits``, ``pretrain`` (the decision) and ``reason``
-        (a sentence).  ``None`` when no check ran.
+        (``r / a``), ``chance_corrected_estimate`` (the share of right labels
+        with the chance coincidences of the check's networks with wrong
+        labels removed, read by the cut of heavy noise), ``n_splits``,
+        ``pretrain`` (the decision) and ``reason`` (a sentence).  ``None`` when
+        no check ran.
     warmup_check_ : dict or None
         For a method whose ``warmup_epochs=None`` is decided by the same check
         (``mslg``): what it measured, as ``pretrain_check_``, with the decision
@@ -433,7 +446,9 @@ class MetaLabelCorrectionClassifier(ClassifierMixin, BaseEstimator):
     heavy_noise_ : dict
         The settings this fit took for heavy noise: where the trusted-set
         check the fit runs anyway (``init_check_``, ``pretrain_check_`` or
-        ``warmup_check_``) estimates fewer than 30% of the labels right, the
+        ``warmup_check_``) estimates fewer than 25% of the labels right (its
+        ``chance_corrected_estimate``; for ``mlc`` also the trusted rows
+        alone estimated better than the labels), the
         classifier's settings left at ``None`` (among ``lr``,
         ``pretrain_epochs``, ``lr_schedule``, ``weight_decay`` and
         ``meta_every``) resolve to the method's ``heavy_noise_settings``
@@ -921,21 +936,27 @@ class MetaLabelCorrectionClassifier(ClassifierMixin, BaseEstimator):
             left.discard("pretrain_epochs")
         return {name: value for name, value in wanted.items() if name in left}
 
+    def _heavy_noise_found(self, check):
+        """Whether the trusted-set ``check`` this fit ran (``None``: none ran) marks
+        heavy noise for this method: its chance-corrected estimate of the share of
+        right labels below ``HEAVY_NOISE_BELOW`` and, for a method whose heavy-noise
+        start ``heavy_noise_leans_on_trusted_model``, the trusted rows alone
+        estimated to predict better than the labels are right."""
+        estimate = None if check is None else check.get("chance_corrected_estimate")
+        if estimate is None or estimate >= HEAVY_NOISE_BELOW:
+            return False
+        return not self.method_.heavy_noise_leans_on_trusted_model or _trusted_better(check)
+
     @staticmethod
-    def _heavy_noise(candidates, check):
-        """``heavy_noise_``: the ``candidates`` where the trusted-set ``check`` this
-        fit ran (``None``: none ran) estimates fewer than ``HEAVY_NOISE_BELOW`` of
-        the labels right, ``pretrain_epochs="auto"`` decided by the same check;
-        ``{}`` elsewhere."""
-        estimate = None if check is None else check["estimated_label_accuracy"]
-        if not candidates or estimate is None or estimate >= HEAVY_NOISE_BELOW:
+    def _heavy_noise(candidates, check, found):
+        """``heavy_noise_``: the ``candidates`` where ``found`` (heavy noise, by
+        :meth:`_heavy_noise_found`), ``pretrain_epochs="auto"`` decided by the
+        ``check``; ``{}`` elsewhere."""
+        if not candidates or not found:
             return {}
         settings = dict(candidates)
         if settings.get("pretrain_epochs") == "auto":
-            better = trusted_rows_predict_better(
-                check_estimate=estimate, trusted_accuracy=check["trusted_cv_accuracy"]
-            )
-            settings["pretrain_epochs"] = AUTO_PRETRAIN_EPOCHS if better else 0
+            settings["pretrain_epochs"] = AUTO_PRETRAIN_EPOCHS if _trusted_better(check) else 0
         return settings
 
     def _schedule_callbacks(self, lr_schedule):
@@ -1013,8 +1034,11 @@ class MetaLabelCorrectionClassifier(ClassifierMixin, BaseEstimator):
             )
         # the one trusted-set check this fit ran, whichever asked for it (or None)
         fit_check = self.init_check_ or self.pretrain_check_ or self.warmup_check_
+        heavy_noise = self._heavy_noise_found(fit_check)
         self.heavy_noise_ = self._heavy_noise(
-            self._heavy_noise_candidates(n_classes, train_on_meta, user_callbacks), fit_check
+            self._heavy_noise_candidates(n_classes, train_on_meta, user_callbacks),
+            fit_check,
+            heavy_noise,
         )
         if self.verbose and self.heavy_noise_:
             print(f"{self.method_.name}: heavy noise, {self.heavy_noise_}")
@@ -1043,6 +1067,7 @@ class MetaLabelCorrectionClassifier(ClassifierMixin, BaseEstimator):
             trusted=torch.as_tensor(trusted),
             n_features=X.shape[1],
             label_accuracy=(fit_check or {}).get("estimated_label_accuracy"),
+            heavy_noise=heavy_noise,
         )
         optimizer_params = {
             f"optimizer__{k}": v

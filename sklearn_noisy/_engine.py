@@ -103,6 +103,12 @@ class TrainInfo:
         :meth:`~sklearn_noisy.methods.MetaMethod.uses_label_estimate`, else from
         the check of ``pretrain_epochs="auto"`` or of the warm-up when one ran;
         ``None`` when no check ran or it could not estimate.
+    heavy_noise : bool
+        Whether that check marks heavy noise for the method (its
+        chance-corrected estimate below ``HEAVY_NOISE_BELOW``, and for a method
+        whose heavy-noise start leans on the trusted rows' model, that model
+        estimated better than the labels): the cut of ``mlc``'s uniform T and
+        ``mslc``'s first soft label.
     """
 
     n_samples: int
@@ -111,6 +117,7 @@ class TrainInfo:
     trusted: torch.Tensor
     n_features: int
     label_accuracy: float | None = None
+    heavy_noise: bool = False
 
 
 class MetaBatches:

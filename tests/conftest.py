@@ -35,7 +35,7 @@ def interrupt_fits_after(monkeypatch, epoch):
 def watch_trusted_set_check(monkeypatch, estimate=None):
     """Count the classifier's calls of the trusted-set check (the list returned gets
     one item per call); with ``estimate``, make each call report that share of right
-    labels instead of its own."""
+    labels instead of its own (as both of its estimates)."""
     import sklearn_noisy._classifier as classifier
 
     calls = []
@@ -44,7 +44,13 @@ def watch_trusted_set_check(monkeypatch, estimate=None):
     def watched(*args, **kwargs):
         calls.append(1)
         found = real(*args, **kwargs)
-        return found if estimate is None else {**found, "estimated_label_accuracy": estimate}
+        if estimate is None:
+            return found
+        return {
+            **found,
+            "estimated_label_accuracy": estimate,
+            "chance_corrected_estimate": estimate,
+        }
 
     monkeypatch.setattr(classifier, "trusted_set_check", watched)
     return calls

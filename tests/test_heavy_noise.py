@@ -100,23 +100,45 @@ def test_the_cut_sits_on_the_estimate(sym80, monkeypatch, estimate, heavy):
     assert clf.pretrain_epochs_ == (AUTO_PRETRAIN_EPOCHS if heavy else 0)
 
 
-def test_pretraining_at_heavy_noise_follows_the_check(sym80, monkeypatch):
-    """Where the trusted rows alone are estimated worse than the labels (a weak
-    trusted model, the rule of ``pretrain_epochs="auto"``), ``mlc`` takes its other
-    heavy-noise settings but does not pre-train."""
+def _weak_trusted_model(monkeypatch):
+    """Make the trusted-set check report what it reads on ``mnist1d`` at 80%
+    symmetric noise: a weak model of the trusted rows (a quarter of held-out
+    trusted rows right), an agreement ratio ``r / a`` reading high, the
+    chance-corrected estimate below the cut."""
     real = classifier.trusted_set_check
 
     def weak(*args, **kwargs):
         return {
             **real(*args, **kwargs),
-            "trusted_cv_accuracy": 0.2,
-            "estimated_label_accuracy": 0.25,
+            "trusted_cv_accuracy": 0.25,
+            "estimated_label_accuracy": 0.45,
+            "chance_corrected_estimate": HEAVY_NOISE_BELOW - 0.08,
+            "pretrain": False,  # r / a = 0.45 is not below a = 0.25
         }
 
     monkeypatch.setattr(classifier, "trusted_set_check", weak)
+
+
+def test_with_a_weak_trusted_model_mfrw_takes_its_settings_without_pretraining(sym80, monkeypatch):
+    """Heavy noise, the trusted rows alone no better than the labels: ``mfrw``
+    takes its heavy-noise settings (they do not build on the trusted rows'
+    model) and, as its ``pretrain_epochs="auto"`` decides, does not pre-train."""
+    _weak_trusted_model(monkeypatch)
+    clf = _fit(sym80, "mfrw", max_epochs=10)
+    assert clf.heavy_noise_ == MFRW_HEAVY and clf.pretrain_epochs_ == 0
+    assert clf.warmup_epochs_ > 0  # no pre-training to replace the warm-up
+
+
+def test_with_a_weak_trusted_model_mlc_keeps_its_usual_start_and_settings(sym80, monkeypatch):
+    """``mlc``'s heavy-noise start (T uniform) and settings (pre-training among
+    them) lean on the trusted rows' model: where it is no better than the labels
+    it takes none of them, and T starts at the agreement ratio, as at lighter
+    noise."""
+    _weak_trusted_model(monkeypatch)
     clf = _fit(sym80, "mlc", max_epochs=1)
-    assert clf.heavy_noise_ == {**MLC_HEAVY, "pretrain_epochs": 0}
-    assert clf.pretrain_epochs_ == 0
+    assert clf.heavy_noise_ == {} and clf.pretrain_epochs_ == 0
+    assert clf.init_diagonal_ == pytest.approx(0.45)
+    assert clf.net_.optimizer_.param_groups[0]["weight_decay"] == 5e-4
 
 
 @pytest.mark.parametrize(

@@ -15,7 +15,13 @@ from skorch.callbacks import Callback
 
 from sklearn_noisy import MetaLabelCorrectionClassifier, NoTrustedSetWarning
 from sklearn_noisy._engine import MetaBatches
-from sklearn_noisy._pretrain_check import AUTO_PRETRAIN_EPOCHS, trusted_set_check
+from sklearn_noisy._pretrain_check import (
+    AUTO_PRETRAIN_EPOCHS,
+    chance_corrected_estimate,
+    trusted_set_check,
+)
+from sklearn_noisy.datasets import make_noisy_case
+from sklearn_noisy.methods._base import HEAVY_NOISE_BELOW
 from sklearn_noisy.modules import MLP
 from tests.conftest import assert_check_said_no, make_case
 
@@ -280,3 +286,37 @@ def test_verbose_reports_the_pretraining(sym40, capsys):
     out = capsys.readouterr().out
     assert "pretrain_epochs='auto': the trusted rows alone predict" in out
     assert "pre-trained on the 100 trusted rows for 200 epochs" in out
+
+
+@pytest.mark.parametrize(
+    "a, c, k", [(0.9, 0.2, 10), (0.26, 0.2, 10), (0.26, 0.8, 10), (0.6, 0.5, 3)]
+)
+def test_the_corrected_estimate_removes_chance_coincidences(a, c, k):
+    """Fold networks right on a share ``a`` of rows, labels right on ``c``, mistakes
+    and wrong labels spread evenly over the other classes: the agreement is
+    ``a c + (1 - a)(1 - c) / (K - 1)``; ``r / a`` reads high, the corrected
+    estimate reads ``c``."""
+    r = a * c + (1 - a) * (1 - c) / (k - 1)
+    assert chance_corrected_estimate(a, r, k) == pytest.approx(c)
+    assert r / a > c
+    assert chance_corrected_estimate(1.0, 0.3, k) == pytest.approx(0.3)  # no mistakes
+    assert chance_corrected_estimate(1.0 / k, r, k) is None  # no better than chance
+    assert chance_corrected_estimate(a, 0.0, k) == 0.0  # clipped, never negative
+
+
+@pytest.mark.parametrize("rate", [0.2, 0.8])
+def test_the_corrected_estimate_marks_heavy_noise_where_the_trusted_model_is_weak(rate):
+    """mnist1d: its 100 trusted rows give a weak model (about a quarter right).
+    At 80% symmetric noise ``r / a`` reads far above the true share (above 0.3,
+    the cut on it until stop 29), the corrected estimate near it, below the cut;
+    at 20% both read above the cut.  Neither says pre-train at 20%."""
+    case = make_noisy_case("mnist1d", kind="symmetric", rate=rate, seed=0)
+    check = _check(case)
+    assert check["trusted_cv_accuracy"] < 0.35
+    corrected = check["chance_corrected_estimate"]
+    if rate == 0.8:
+        assert check["estimated_label_accuracy"] > 0.3 > HEAVY_NOISE_BELOW > corrected
+        assert abs(corrected - case.noisy_accuracy) < 0.07
+    else:
+        assert corrected > 0.5 and check["estimated_label_accuracy"] > 0.5
+        assert not check["pretrain"]

@@ -9,7 +9,8 @@ from torch import nn
 from ._base import HEAVY_NOISE_BELOW, MetaMethod, posterior_given_noisy, register
 
 #: ``first_label="auto"``: the pre-trained model's posterior is the first soft
-#: label where the trusted-set check estimates fewer right labels than this.
+#: label where the trusted-set check's chance-corrected estimate of the share of
+#: right labels is below this (``TrainInfo.heavy_noise``).
 POSTERIOR_BELOW = HEAVY_NOISE_BELOW
 
 
@@ -115,8 +116,9 @@ class MSLC(MetaMethod):
     * **The first soft label at heavy noise** (``first_label="auto"``, the
       default): where the fit pre-trained on the trusted set because the
       check of ``pretrain_epochs="auto"`` said so (below), and that check
-      estimates that fewer than 30% of the labels are right
-      (``POSTERIOR_BELOW``), the first ``y~(t-1)`` of a row is the
+      estimates that fewer than 25% of the labels are right (its
+      ``chance_corrected_estimate``, ``POSTERIOR_BELOW``; 30% of ``r / a``
+      until stop 29), the first ``y~(t-1)`` of a row is the
       pre-trained model's posterior given the row's label instead of the
       warm-up average: the model's probabilities times the likelihood of the
       label under symmetric noise with the estimated share ``s`` of right
@@ -125,9 +127,9 @@ class MSLC(MetaMethod):
       rows; only the labels the correction starts from change.  At 80% noise
       the warm-up has learned many of the wrong labels, and its average is a
       worse start than the model of the trusted rows; at 60% noise and less
-      the warm-up's is the better one.  The cut at 30% is our choice, between
-      the estimates at the benchmark's 80% symmetric noise (0.20-0.22) and
-      at its 60% (0.34-0.44).  On the 21 cases, seeds 0-2, it changes the
+      the warm-up's is the better one.  The cut is our choice, between the
+      estimates at the benchmark's 80% symmetric noise and at its 60%
+      (``HEAVY_NOISE_BELOW``).  On the 21 cases, seeds 0-2, it changes the
       symmetric 80% fits of digits and MNIST only: MNIST 0.760 -> 0.788
       (above the 0.775 of a model of the trusted rows alone), digits 0.915
       -> 0.920; the posterior everywhere would have cost 0.005 on average
@@ -204,7 +206,7 @@ class MSLC(MetaMethod):
     first_label : {"auto", "warmup"}, default="auto"
         What a row's first soft label is: ``"auto"``, the pre-trained model's
         posterior given the label where the fit pre-trained on the check's say
-        and the check estimates that fewer than 30% of the labels are right,
+        and the check estimates that fewer than 25% of the labels are right,
         else the warm-up average; ``"warmup"``, the warm-up average always (see
         "The first soft label at heavy noise").  The fitted classifier's
         ``first_label_`` is ``"posterior"`` or ``"warmup"``.
@@ -224,6 +226,7 @@ class MSLC(MetaMethod):
     """
 
     name = "mslc"
+    heavy_noise_leans_on_trusted_model = True  # see MetaMethod
     train_on_meta = True  # see MetaMethod.train_on_meta
     uses_meta_step = True
     per_sample_correction = True  # corrects from its per-sample table
@@ -284,7 +287,7 @@ class MSLC(MetaMethod):
         # first_label="auto" at heavy noise: the first soft label is the pre-trained
         # model's posterior given the label (see "The first soft label at heavy noise")
         share = net.train_info.label_accuracy
-        if self.first_label != "auto" or share is None or share >= POSTERIOR_BELOW:
+        if self.first_label != "auto" or share is None or not net.train_info.heavy_noise:
             return
         state = net.meta_module_
         posterior = _label_posterior(predict(), net.train_info.y, share)
