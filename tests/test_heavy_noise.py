@@ -50,7 +50,7 @@ def test_mlc_takes_its_settings_at_heavy_noise(sym80):
     fit pre-trains, decays its rate and weights 2e-3, and is, to the bit, the fit
     with those settings given (which takes none itself)."""
     default = _fit(sym80, "mlc")
-    assert default.init_check_["estimated_label_accuracy"] < HEAVY_NOISE_BELOW
+    assert default.init_check_["chance_corrected_estimate"] < HEAVY_NOISE_BELOW
     assert default.heavy_noise_ == MLC_HEAVY
     assert default.pretrain_epochs_ == AUTO_PRETRAIN_EPOCHS
     assert default.net_.optimizer_.param_groups[0]["weight_decay"] == 2e-3
@@ -67,7 +67,7 @@ def test_mfrw_takes_its_settings_at_heavy_noise_from_its_one_check(sym80, monkey
     calls = watch_trusted_set_check(monkeypatch)
     default = _fit(sym80, "mfrw")
     assert len(calls) == 1  # the pre-training's check decides the settings too
-    assert default.pretrain_check_["estimated_label_accuracy"] < HEAVY_NOISE_BELOW
+    assert default.pretrain_check_["chance_corrected_estimate"] < HEAVY_NOISE_BELOW
     assert default.init_check_ is None and default.heavy_noise_ == MFRW_HEAVY
     assert default.net_.meta_every == 1
     lrs = _lrs(default)

@@ -54,7 +54,7 @@ def test_at_heavy_noise_the_correction_starts_from_the_pretrained_model(sym80):
     auto, first = _fit(sym80)
     warmup, first_warmup = _fit(sym80, first_label="warmup")
     check = auto.pretrain_check_
-    assert check["pretrain"] and check["estimated_label_accuracy"] < POSTERIOR_BELOW
+    assert check["pretrain"] and check["chance_corrected_estimate"] < POSTERIOR_BELOW
     assert auto.first_label_ == "posterior" and warmup.first_label_ == "warmup"
     right = (first == sym80.y_true).mean()
     assert right > sym80.noisy_accuracy + 0.5
@@ -68,7 +68,7 @@ def test_where_most_labels_are_right_the_start_is_the_warmup_average(sym40):
     ``first_label="warmup"`` to the bit."""
     auto, first = _fit(sym40)
     warmup, first_warmup = _fit(sym40, first_label="warmup")
-    assert auto.pretrain_check_["estimated_label_accuracy"] >= POSTERIOR_BELOW
+    assert auto.pretrain_check_["chance_corrected_estimate"] >= POSTERIOR_BELOW
     assert auto.first_label_ == "warmup"
     np.testing.assert_array_equal(first, first_warmup)
     np.testing.assert_array_equal(
