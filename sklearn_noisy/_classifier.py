@@ -178,7 +178,7 @@ class MetaLabelCorrectionClassifier(ClassifierMixin, BaseEstimator):
     lr : float, default=None
         Learning rate of the main optimizer (its starting rate with
         ``lr_schedule="cosine"``).  ``None``: 1e-3, or the method's rate at
-        heavy noise (3e-4 for ``mfrw``, see ``heavy_noise_``).
+        heavy noise (3e-4 for ``mfrw`` and ``mlc``, see ``heavy_noise_``).
     lr_schedule : {"constant", "cosine"} or None, default=None
         How the main optimizer's learning rate moves over the epochs.
         ``"constant"``: ``lr`` throughout.  ``"cosine"``: ``lr * (1 +
@@ -453,7 +453,7 @@ class MetaLabelCorrectionClassifier(ClassifierMixin, BaseEstimator):
         ``pretrain_epochs``, ``lr_schedule``, ``weight_decay`` and
         ``meta_every``) resolve to the method's ``heavy_noise_settings``
         instead of its defaults: for ``mlc`` pre-training (decided as by
-        ``pretrain_epochs="auto"``), a cosine schedule and
+        ``pretrain_epochs="auto"``), ``lr=3e-4``, a cosine schedule and
         ``weight_decay=2e-3``, for ``mfrw`` ``lr=3e-4``, a cosine schedule and
         ``meta_every=1`` (each method's documentation gives the figures).
         ``{}`` elsewhere, for the other methods, with two classes, and in a
