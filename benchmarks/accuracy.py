@@ -460,8 +460,14 @@ def _cpu_name():
 
 
 def _git_state():
-    """Commit of the checkout, with ``+dirty`` when the library has local changes."""
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    """Commit of the checkout holding the imported library, ``+dirty`` with local changes.
+
+    Read from the library's own directory, not this script's: a run of another
+    checkout's library (``PYTHONPATH=<worktree>``) records that checkout.
+    """
+    import sklearn_noisy
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(sklearn_noisy.__file__)))
     try:
         commit = subprocess.run(
             ["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True

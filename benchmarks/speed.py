@@ -50,6 +50,7 @@ import time
 
 import numpy as np
 import torch
+from accuracy import _git_state  # benchmarks/accuracy.py, beside this script
 from skorch.callbacks import Callback
 
 from sklearn_noisy import MetaLabelCorrectionClassifier
@@ -324,26 +325,6 @@ def _cpu_name():
     except OSError:
         pass
     return platform.processor() or platform.machine()
-
-
-def _git_state():
-    """Commit of the checkout, with ``+dirty`` when the library has local changes."""
-    import subprocess
-
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "sklearn_noisy"],
-            cwd=root,
-            capture_output=True,
-            text=True,
-        ).stdout.strip()
-    except OSError:
-        return None
-    return (commit + ("+dirty" if dirty else "")) or None
 
 
 def _warmup_words(cfg):
