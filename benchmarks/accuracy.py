@@ -637,11 +637,19 @@ def format_table(report) -> str:
     lines = []
     carried = _carried_over(report)
     if carried:
-        lines.append(f"Library commit {report['machine']['git']}.")
+        here = report["machine"].get("processor")
+        lines.append(f"Library commit {report['machine']['git']}, fitted on {here}.")
         lines += [
-            f"Carried over from the runs at {c['commit']}: {', '.join(c['entries'])}."
+            f"Carried over from the runs at {c['commit']}"
+            + (f" on {c['processor']}" if c.get("processor") != here else "")
+            + f": {', '.join(c['entries'])}."
             for c in carried
         ]
+        if any(c.get("processor") != here for c in carried):
+            lines.append(
+                "Fit times from two machines: compare an entry's time with `ce`'s only "
+                "where both ran on one machine (`benchmarks/speed.py` measures speed)."
+            )
         lines.append("")
     params = report["settings"].get("params")
     if params:
@@ -725,6 +733,12 @@ MERGE_SETTINGS = (
 )
 
 
+def _dataset_rank(name):
+    """Merged tables list the datasets in the order of ``--datasets``' help, then others."""
+    known = ("digits", "mnist", "mnist1d")
+    return known.index(name) if name in known else len(known)
+
+
 def _union(lists):
     return list(dict.fromkeys(item for items in lists for item in items))
 
@@ -787,13 +801,23 @@ def _carry_over(new, old, new_name, old_name):
     older = _carried_over(old)
     own = [m for m in carried if not any(m in o["entries"] for o in older)]
     provenance = []
+    processor = old["machine"].get("processor")
     if own:
         commands = old["settings"]["commands"]
-        provenance.append({"commit": old["machine"]["git"], "entries": own, "commands": commands})
+        provenance.append(
+            {
+                "commit": old["machine"]["git"],
+                "processor": processor,
+                "entries": own,
+                "commands": commands,
+            }
+        )
     for o in older:
         still = [m for m in o["entries"] if m in carried]
         if still:
-            provenance.append({**o, "entries": still})
+            # merges written before the processor was recorded: the earlier
+            # report's own machine is the one its carried entries ran on
+            provenance.append({"processor": processor, **o, "entries": still})
     old["runs"] = [r for r in old["runs"] if r["method"] in carried]
     old["settings"]["methods"] = [m for m in old["settings"]["methods"] if m in carried]
     old["settings"]["peers"] = [p for p in old["settings"]["peers"] if p in carried]
@@ -823,7 +847,7 @@ def _merge(reports, names):
             runs.append({**run, "kind": _kind(run["method"], methods)})
     settings = {
         **first["settings"],
-        "datasets": _union(r["settings"]["datasets"] for r in reports),
+        "datasets": sorted(_union(r["settings"]["datasets"] for r in reports), key=_dataset_rank),
         "cases": _union([tuple(c) for c in r["settings"]["cases"]] for r in reports),
         "seeds": sorted(set(_union(r["settings"]["seeds"] for r in reports))),
         "methods": methods,
@@ -832,6 +856,7 @@ def _merge(reports, names):
             r["settings"].get("commands", [r["settings"].get("command")]) for r in reports
         ),
     }
+    runs.sort(key=lambda run: _dataset_rank(run["dataset"]))  # stable: cases keep their order
     fitted = {run["method"] for run in runs}
     skipped = {k: v for r in reports for k, v in r["skipped"].items() if k not in fitted}
     summary = summarise(runs)

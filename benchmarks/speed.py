@@ -50,11 +50,14 @@ import time
 
 import numpy as np
 import torch
-from accuracy import _git_state  # benchmarks/accuracy.py, beside this script
 from skorch.callbacks import Callback
 
 from sklearn_noisy import MetaLabelCorrectionClassifier
 from sklearn_noisy.methods import available_methods, get_method
+
+# benchmarks/accuracy.py, beside this script, also when this file is imported by path
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from accuracy import _git_state  # noqa: E402
 
 
 def synthetic(n_samples, n_features, n_classes, n_meta_per_class=10, noise=0.4, seed=0):

@@ -494,3 +494,31 @@ def test_accuracy_table_without_ce_shows_no_comparison(accuracy, tmp_path, capsy
     lines = capsys.readouterr().out.splitlines()
     ce_rows = [x for x in lines if x.startswith("| ce | library |")]
     assert ce_rows and all(x.split("|")[4].strip() == "+0.000" for x in ce_rows)
+
+
+def test_accuracy_carried_entries_name_the_machine_they_ran_on(accuracy, tmp_path, capsys):
+    """Entries carried over from another machine say so, with a word on fit times;
+    entries from the same machine do not."""
+    report, _ = accuracy
+    mod = _accuracy_module()
+    old = json.loads(json.dumps(report))
+    old["machine"].update(git="0000000", processor="Old CPU")
+    new = json.loads(json.dumps(report))
+    new["runs"] = [r for r in new["runs"] if r["method"] == "mlc"]
+    new["settings"].update(methods=["mlc"], peers=[])
+    new["skipped"] = {}
+    new["machine"]["processor"] = "New CPU"
+    paths = [_write(tmp_path, "new.json", new), _write(tmp_path, "old.json", old)]
+    merged = mod.main(["--report", paths[0], "--earlier", paths[1]])
+    table = capsys.readouterr().out
+    (carried,) = merged["settings"]["carried_over"]
+    assert carried["processor"] == "Old CPU"
+    assert "fitted on New CPU." in table
+    assert "Carried over from the runs at 0000000 on Old CPU: " in table
+    assert "Fit times from two machines" in table
+    old["machine"]["processor"] = "New CPU"
+    _write(tmp_path, "old.json", old)
+    mod.main(["--report", paths[0], "--earlier", paths[1]])
+    table = capsys.readouterr().out
+    assert "Carried over from the runs at 0000000: " in table
+    assert "Fit times from two machines" not in table
