@@ -146,13 +146,14 @@ class MSLG(MetaMethod):
     uses_meta_step = True
     per_sample_correction = True  # corrects from its per-sample table
     default_warmup_check = True  # see "A warm-up that ends when memorisation starts"
+    default_reuse_virtual_grad = True  # with entropy_weight=0 (see the classifier)
 
     def __init__(
         self,
         K=5.0,
         label_lr=3000.0,
         max_step=3.0,
-        entropy_weight=0.1,
+        entropy_weight=0.0,
         warmup_fraction=0.4,
     ):
         self.K = K
