@@ -247,9 +247,9 @@ class MetaLabelCorrectionClassifier(ClassifierMixin, BaseEstimator):
         the meta parameters (not ``mslg`` with ``entropy_weight > 0``, nor
         ``mslc`` with ``target="hard"``).  ``None`` uses the method's default:
         ``True`` for ``mlc``, ``mslc`` and ``tmlc``, whose accuracy did not
-        change, ``False`` for ``mfrw`` (it lost accuracy at high noise) and for
-        ``mslg`` (its entropy term); see each method and
-        ``benchmarks/README.md``.
+        change, and for ``mslg`` (without its entropy term, its default; it
+        gained accuracy), ``False`` for ``mfrw`` (it lost accuracy at high
+        noise); see each method and ``benchmarks/README.md``.
     warmup_epochs : int, "auto" or None, default=None
         Epochs of plain training before the meta steps start; ``None`` lets the
         method choose (see each method's documentation).  ``"auto"`` takes the

@@ -117,9 +117,18 @@ def test_speed_times_the_reuse_virtual_grad_lever(tmp_path_factory):
         "--no-memory",
     )  # fmt: skip
     rows = {(r["method"], r["reuse_virtual_grad"]) for r in report["timings"]}
-    # mslg's entropy term keeps it off the lever (its "on" would be refused)
-    assert rows == {("ce", False), ("mlc", False), ("mlc", True), ("mslg", False)}
+    assert rows == {("ce", False), ("mlc", False), ("mlc", True), ("mslg", False), ("mslg", True)}
     assert "| reuse grad |" in table and "| mlc | 1 (default) | on |" in table
+
+
+def test_speed_skips_the_reuse_lever_where_a_method_refuses_it():
+    """mslg with the paper's entropy term cannot reuse the gradient: no "on" row for it."""
+    from sklearn_noisy.methods import MSLG
+
+    settings = _script_module("speed")._lever_settings
+    assert settings(MSLG(entropy_weight=0.1), [1, 2], [False, True]) == [(1, False), (2, False)]
+    assert settings("mslg", [1], [False, True]) == [(1, False), (1, True)]
+    assert settings("ce", [1, 2], [False, True]) == [(1, None)]
 
 
 def test_speed_reports_table_memory(speed):
