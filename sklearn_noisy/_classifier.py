@@ -247,9 +247,10 @@ class MetaLabelCorrectionClassifier(ClassifierMixin, BaseEstimator):
         the meta parameters (not ``mslg`` with ``entropy_weight > 0``, nor
         ``mslc`` with ``target="hard"``).  ``None`` uses the method's default:
         ``True`` for ``mlc``, ``mslc`` and ``tmlc``, whose accuracy did not
-        change, and for ``mslg`` (without its entropy term, its default; it
-        gained accuracy), ``False`` for ``mfrw`` (it lost accuracy at high
-        noise); see each method and ``benchmarks/README.md``.
+        change, for ``mslg`` (without its entropy term, its default; it
+        gained accuracy) and for ``mfrw`` but at heavy noise, where it lost
+        accuracy (see ``heavy_noise_``); see each method and
+        ``benchmarks/README.md``.
     warmup_epochs : int, "auto" or None, default=None
         Epochs of plain training before the meta steps start; ``None`` lets the
         method choose (see each method's documentation).  ``"auto"`` takes the
@@ -454,12 +455,14 @@ class MetaLabelCorrectionClassifier(ClassifierMixin, BaseEstimator):
         ``chance_corrected_estimate``; for ``mlc`` also the trusted rows
         alone estimated better than the labels), the
         classifier's settings left at ``None`` (among ``lr``,
-        ``pretrain_epochs``, ``lr_schedule``, ``weight_decay`` and
-        ``meta_every``) resolve to the method's ``heavy_noise_settings``
-        instead of its defaults: for ``mlc`` pre-training (decided as by
-        ``pretrain_epochs="auto"``), ``lr=3e-4``, a cosine schedule and
-        ``weight_decay=2e-3``, for ``mfrw`` ``lr=3e-4``, a cosine schedule and
-        ``meta_every=1`` (each method's documentation gives the figures).
+        ``pretrain_epochs``, ``lr_schedule``, ``weight_decay``, ``meta_every``
+        and ``reuse_virtual_grad``) resolve to the method's
+        ``heavy_noise_settings`` instead of its defaults: for ``mlc``
+        pre-training (decided as by ``pretrain_epochs="auto"``), ``lr=3e-4``,
+        a cosine schedule and ``weight_decay=2e-3``, for ``mfrw``
+        ``lr=3e-4``, a cosine schedule, ``meta_every=1`` and
+        ``reuse_virtual_grad=False`` (each method's documentation gives the
+        figures).
         ``{}`` elsewhere, for the other methods, with two classes, and in a
         fit that runs no check (``mlc`` with a given ``init_diagonal``,
         ``mfrw`` with a given ``pretrain_epochs``, no trusted set): no check
@@ -1047,6 +1050,7 @@ class MetaLabelCorrectionClassifier(ClassifierMixin, BaseEstimator):
         if self.verbose and self.heavy_noise_:
             print(f"{self.method_.name}: heavy noise, {self.heavy_noise_}")
         pretrain = self.heavy_noise_.get("pretrain_epochs", pretrain)
+        reuse_virtual_grad = self.heavy_noise_.get("reuse_virtual_grad", reuse_virtual_grad)
         lr_schedule = self._resolve_lr_schedule(user_callbacks, self.heavy_noise_)
         valid = None
         if held is not None:

@@ -28,7 +28,7 @@ MLC_HEAVY = {
     "lr_schedule": "cosine",
     "weight_decay": 2e-3,
 }
-MFRW_HEAVY = {"lr": 3e-4, "lr_schedule": "cosine", "meta_every": 1}
+MFRW_HEAVY = {"lr": 3e-4, "lr_schedule": "cosine", "meta_every": 1, "reuse_virtual_grad": False}
 
 
 def _fit(case, method, **kw):
@@ -72,6 +72,7 @@ def test_mfrw_takes_its_settings_at_heavy_noise_from_its_one_check(sym80, monkey
     assert default.pretrain_check_["chance_corrected_estimate"] < HEAVY_NOISE_BELOW
     assert default.init_check_ is None and default.heavy_noise_ == MFRW_HEAVY
     assert default.net_.meta_every == 1
+    assert default.net_.reuse_virtual_grad is False  # the paper's actual step there
     lrs = _lrs(default)
     assert lrs[0] == pytest.approx(3e-4) and (np.diff(lrs) < 0).all()
     _same_fit(default, _fit(sym80, "mfrw", **MFRW_HEAVY), sym80)
@@ -81,7 +82,10 @@ def test_mfrw_takes_its_settings_at_heavy_noise_from_its_one_check(sym80, monkey
     "method, usual",
     [
         ("mlc", {"pretrain_epochs": 0, "lr_schedule": "constant", "weight_decay": 5e-4}),
-        ("mfrw", {"lr": 1e-3, "lr_schedule": "constant", "meta_every": 2}),
+        (
+            "mfrw",
+            {"lr": 1e-3, "lr_schedule": "constant", "meta_every": 2, "reuse_virtual_grad": True},
+        ),
     ],
 )
 def test_where_most_labels_are_right_the_usual_defaults_hold(sym40, method, usual):
@@ -169,8 +173,18 @@ def test_a_setting_the_user_gives_is_kept(sym80, given, kept):
 
 def test_mfrw_keeps_a_given_rate(sym80):
     clf = _fit(sym80, "mfrw", max_epochs=2, lr=2e-3)
-    assert clf.heavy_noise_ == {"lr_schedule": "cosine", "meta_every": 1}
+    assert clf.heavy_noise_ == {
+        "lr_schedule": "cosine",
+        "meta_every": 1,
+        "reuse_virtual_grad": False,
+    }
     assert _lrs(clf)[0] == pytest.approx(2e-3)
+
+
+def test_mfrw_keeps_a_given_reuse_virtual_grad_at_heavy_noise(sym80):
+    clf = _fit(sym80, "mfrw", max_epochs=2, reuse_virtual_grad=True)
+    assert "reuse_virtual_grad" not in clf.heavy_noise_ and clf.heavy_noise_["meta_every"] == 1
+    assert clf.net_.reuse_virtual_grad is True
 
 
 @pytest.mark.parametrize(

@@ -246,7 +246,8 @@ class MetaMethod(BaseEstimator):
         the defaults above where the trusted-set check estimates fewer than
         ``HEAVY_NOISE_BELOW`` of the labels right (keys among ``lr``,
         ``pretrain_epochs``, whose ``"auto"`` then takes the decision of that
-        check, ``lr_schedule``, ``weight_decay`` and ``meta_every``).  The
+        check, ``lr_schedule``, ``weight_decay``, ``meta_every`` and
+        ``reuse_virtual_grad``).  The
         estimate is that of the check the fit runs anyway (for
         ``uses_label_estimate``, the pre-training or the warm-up); a fit that
         runs none takes no such setting.  The classifier reports the settings
