@@ -121,6 +121,21 @@ def test_speed_times_the_reuse_virtual_grad_lever(tmp_path_factory):
     assert "| reuse grad |" in table and "| mlc | 1 (default) | on |" in table
 
 
+def test_speed_times_heavy_noise_with_the_heavy_noise_settings(tmp_path_factory):
+    """``--noise 0.8``: mfrw's row is timed with its heavy-noise settings (a meta
+    step on every batch, the paper's actual step), and the table says so."""
+    report, table = _run(
+        "speed", tmp_path_factory, "--noise", "0.8", "--methods", "mfrw", "--no-memory",
+        "--no-flops",
+    )  # fmt: skip
+    assert report["cases"]["mlp-784-cpu"]["noise"] == 0.8
+    rows = {r["method"]: r for r in report["timings"]}
+    assert rows["mfrw"]["heavy_noise_settings"] and not rows["ce"]["heavy_noise_settings"]
+    assert (rows["mfrw"]["meta_every"], rows["mfrw"]["reuse_virtual_grad"]) == (1, False)
+    assert "symmetric noise 0.8" in table
+    assert "| mfrw | 1 (default), heavy-noise settings | off (default) |" in table
+
+
 def test_speed_skips_the_reuse_lever_where_a_method_refuses_it():
     """mslg with the paper's entropy term cannot reuse the gradient: no "on" row for it."""
     from sklearn_noisy.methods import MSLG
