@@ -104,7 +104,12 @@ def _fit_once(method, data, cfg, device, meta_every, reuse=None, callbacks=None)
     # count each run at the cost of that one
     runs = clf.method_.training_runs
     epochs = [runs * float(d) for d in clf.history_[:, "dur"]]
-    levers = (clf.net_.meta_every, clf.net_.reuse_virtual_grad, bool(clf.heavy_noise_))
+    levers = (
+        clf.net_.meta_every,
+        clf.net_.reuse_virtual_grad,
+        bool(clf.heavy_noise_),
+        clf.net_.warmup_epochs,
+    )
     return elapsed, peak, epochs, levers
 
 
@@ -148,16 +153,17 @@ def _epoch_flops(method, data, cfg, meta_every, reuse, warmup_epochs):
     return sum(flops for epoch, flops in _EPOCH_FLOPS if epoch == 2)
 
 
-def fit_flops(method, data, cfg, meta_every, reuse):
-    """FLOPs per epoch of a fit with ``cfg``'s epochs and warm-up (see :func:`_epoch_flops`).
+def fit_flops(method, data, cfg, meta_every, reuse, warmup=0):
+    """FLOPs per epoch of a fit with ``cfg``'s epochs and ``warmup`` warm-up epochs
+    (the warm-up the timed fits resolved to; see :func:`_epoch_flops`).
 
-    With each method's default warm-up (``cfg["warmup_epochs"] is None``) the
-    warm-up epochs are counted at their own cost and the rest as meta epochs.
+    The warm-up epochs are counted at their own cost and the rest as meta
+    epochs.  (A fit that pre-trains on the trusted set may drop its warm-up:
+    ``mfrw``, and so its heavy-noise fits.)
     """
     m = get_method(method)
     meta = _epoch_flops(method, data, cfg, meta_every, reuse, 0)
-    warmup = 0 if cfg.get("warmup_epochs", 0) == 0 else m.default_warmup(cfg["epochs"])
-    warmup = min(warmup, cfg["epochs"]) if m.uses_meta_step else 0
+    warmup = min(warmup or 0, cfg["epochs"]) if m.uses_meta_step else 0
     if not warmup:
         return meta
     plain = _epoch_flops(method, data, cfg, meta_every, reuse, 2)
@@ -231,6 +237,7 @@ def time_case(
             "reuse_virtual_grad": resolved[entry][1],
             "reuse_virtual_grad_default": reuse is None,
             "heavy_noise_settings": resolved[entry][2],
+            "warmup_epochs": resolved[entry][3],
             "epoch_time_s": per_epoch,
             "epoch_times_s": times[entry],
             "ratio_vs_ce": per_epoch / base,
@@ -240,7 +247,7 @@ def time_case(
         if device.startswith("cuda"):
             row["peak_gpu_memory_mb"] = peaks[entry] / 2**20
         if flops:
-            row["flops_per_epoch"] = fit_flops(method, data, cfg, k, reuse)
+            row["flops_per_epoch"] = fit_flops(method, data, cfg, k, reuse, resolved[entry][3])
             progress(f"{name} {method} meta_every={k} reuse={reuse}: "
                      f"{row['flops_per_epoch'] / 1e9:.2f} GFLOP / epoch")  # fmt: skip
         rows.append(row)

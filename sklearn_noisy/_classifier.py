@@ -443,11 +443,14 @@ class MetaLabelCorrectionClassifier(ClassifierMixin, BaseEstimator):
     init_check_ : dict or None
         For a method that starts its meta parameters from the same check's
         estimate of the share of right labels (``mlc`` with its default
-        ``init_diagonal="auto"``; the diagonal used is ``init_diagonal_``):
+        ``init_diagonal="auto"``; the diagonal used is ``init_diagonal_``), or
+        that chooses a setting from it (``tmlc`` with its default
+        ``min_proba_weight="auto"``; the floor used is ``min_proba_weight_``):
         what it measured, as ``pretrain_check_``, without a decision, and
         ``reason``.  Taken from ``pretrain_check_`` or ``warmup_check_`` when
         one of them ran.  ``None`` when no such check ran (nor with two
-        classes, where ``mlc``'s start is 0.5 whatever the estimate).
+        classes, where ``mlc``'s start is 0.5 whatever the estimate and
+        ``tmlc`` keeps its usual floor).
     heavy_noise_ : dict
         The settings this fit took for heavy noise: where the trusted-set
         check the fit runs anyway (``init_check_``, ``pretrain_check_`` or
@@ -1076,6 +1079,7 @@ class MetaLabelCorrectionClassifier(ClassifierMixin, BaseEstimator):
             n_features=X.shape[1],
             label_accuracy=(fit_check or {}).get("estimated_label_accuracy"),
             heavy_noise=heavy_noise,
+            trusted_accuracy=(fit_check or {}).get("trusted_cv_accuracy"),
         )
         optimizer_params = {
             f"optimizer__{k}": v

@@ -115,6 +115,10 @@ class TrainInfo:
         whose heavy-noise start leans on the trusted rows' model, that model
         estimated better than the labels): the cut of ``mlc``'s uniform T and
         ``mslc``'s first soft label.
+    trusted_accuracy : float or None
+        That check's cross-validated accuracy of a network trained on the
+        trusted rows alone (``trusted_cv_accuracy``); ``None`` when no check
+        ran.  ``tmlc`` reads it with ``heavy_noise`` (its sharpening).
     """
 
     n_samples: int
@@ -124,6 +128,7 @@ class TrainInfo:
     n_features: int
     label_accuracy: float | None = None
     heavy_noise: bool = False
+    trusted_accuracy: float | None = None
 
 
 class MetaBatches:

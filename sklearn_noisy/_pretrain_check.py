@@ -136,7 +136,7 @@ def trusted_set_check(
     rows = np.arange(len(y_noisy))
     if len(rows) > max_rows:
         rows = np.sort(rng.choice(rows, max_rows, replace=False))
-    Xt = torch.as_tensor(np.asarray(X_trusted, dtype=np.float32), device=device)
+    Xt = torch.tensor(np.asarray(X_trusted, dtype=np.float32), device=device)  # a copy
     yt = torch.as_tensor(y_trusted, dtype=torch.int64, device=device)
     Xn = torch.as_tensor(np.asarray(X_noisy[rows], dtype=np.float32), device=device)
     yn = torch.as_tensor(np.asarray(y_noisy)[rows], dtype=torch.int64, device=device)

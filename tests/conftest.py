@@ -32,10 +32,11 @@ def interrupt_fits_after(monkeypatch, epoch):
     monkeypatch.setattr(BiLevelNet, "on_epoch_end", interrupting)
 
 
-def watch_trusted_set_check(monkeypatch, estimate=None):
+def watch_trusted_set_check(monkeypatch, estimate=None, trusted_accuracy=None):
     """Count the classifier's calls of the trusted-set check (the list returned gets
     one item per call); with ``estimate``, make each call report that share of right
-    labels instead of its own (as both of its estimates)."""
+    labels instead of its own (as both of its estimates), with ``trusted_accuracy``
+    that cross-validated accuracy of the trusted rows alone."""
     import sklearn_noisy._classifier as classifier
 
     calls = []
@@ -44,6 +45,8 @@ def watch_trusted_set_check(monkeypatch, estimate=None):
     def watched(*args, **kwargs):
         calls.append(1)
         found = real(*args, **kwargs)
+        if trusted_accuracy is not None:
+            found = {**found, "trusted_cv_accuracy": trusted_accuracy}
         if estimate is None:
             return found
         return {

@@ -463,9 +463,9 @@ def test_speed_counts_an_epochs_flops_exactly():
     every = mod.fit_flops("mlc", data, cfg, 1, None)
     second = mod.fit_flops("mlc", data, cfg, 2, None)
     assert ce < second < every
-    # the default warm-up, 2 of 20 epochs for mlc: plain epochs over the noisy and
+    # a warm-up of 2 of 20 epochs (mlc's default): plain epochs over the noisy and
     # the 12 trusted rows, then meta epochs
-    warm = mod.fit_flops("mlc", data, {**cfg, "warmup_epochs": None, "epochs": 20}, 1, None)
+    warm = mod.fit_flops("mlc", data, {**cfg, "warmup_epochs": None, "epochs": 20}, 1, None, 2)
     plain = 2 * (n + 12) * (2 * products + h * h + h * c)
     assert warm == (2 * plain + 18 * every) / 20
 

@@ -7,10 +7,11 @@ import pickle
 import numpy as np
 import pytest
 import torch
-from conftest import make_case
+from conftest import make_case, watch_trusted_set_check
 from sklearn.datasets import make_classification
 
 from sklearn_noisy import MetaLabelCorrectionClassifier
+from sklearn_noisy.datasets import make_noisy_case
 from sklearn_noisy.methods import TMLC
 from sklearn_noisy.methods.tmlc import TMLCCorrector
 from sklearn_noisy.noise import make_noisy_labels
@@ -171,6 +172,56 @@ def test_decoder_weights_are_bounded():
     assert (a <= corrector.max_label_logit).all() and (b >= corrector.min_proba_weight).all()
     with pytest.raises(ValueError, match="max_label_logit"):
         TMLCCorrector(init_label_logit=7.0, max_label_logit=6.0)
+
+
+def _proba_weights(clf):
+    """``b`` of every noisy row's hidden state in the fitted corrector."""
+    state = clf.net_.meta_module_
+    with torch.no_grad():
+        return state.corrector.weights(state.h.cpu())[1]
+
+
+@pytest.mark.parametrize(
+    "estimate, trusted_accuracy, floor",
+    [
+        (0.15, 0.3, 1.0),  # heavy noise, weak trusted model: no sharpening
+        (0.15, 0.9, 2.0),  # heavy noise, the trusted model is good: sharpening
+        (0.6, 0.3, 2.0),  # a weak trusted model alone decides nothing
+    ],
+)
+def test_sharpening_follows_the_trusted_set_check(
+    sym80, monkeypatch, estimate, trusted_accuracy, floor
+):
+    """``min_proba_weight="auto"``: b >= 1 only at heavy noise with a weak trusted model."""
+    calls = watch_trusted_set_check(monkeypatch, estimate, trusted_accuracy)
+    clf = _fit("tmlc", sym80, max_epochs=4)
+    assert len(calls) == 1 and clf.init_check_["trusted_cv_accuracy"] == trusted_accuracy
+    assert clf.min_proba_weight_ == clf.corrector_.min_proba_weight == floor
+    b = _proba_weights(clf)
+    assert (b >= floor).all()
+    if floor == 1.0:  # started at 1.1: the targets are not sharpened squares
+        assert float(b.mean()) < 1.5
+
+
+def test_given_sharpening_runs_no_check(sym80, monkeypatch):
+    calls = watch_trusted_set_check(monkeypatch, 0.15, 0.3)
+    clf = _fit(TMLC(min_proba_weight=2.0), sym80, max_epochs=2)
+    assert calls == [] and clf.init_check_ is None and clf.min_proba_weight_ == 2.0
+    with pytest.raises(ValueError, match="min_proba_weight"):
+        _fit(TMLC(min_proba_weight="sharp"), sym80, max_epochs=1)
+
+
+@pytest.mark.slow
+def test_unsharpened_at_heavy_noise_with_a_weak_trusted_model_on_mnist1d():
+    """mnist1d at 80% symmetric noise, seed 0 (the trusted rows alone: 0.27
+    cross-validated): 0.271 without sharpening against 0.207 with it
+    (benchmarks/HISTORY.md, "Stop 33: tmlc unsharpened at heavy noise with a weak
+    trusted model")."""
+    case = make_noisy_case("mnist1d", kind="symmetric", rate=0.8, seed=0)
+    auto = _fit("tmlc", case)
+    sharp = _fit(TMLC(min_proba_weight=2.0), case)
+    assert auto.min_proba_weight_ == 1.0
+    assert auto.score(case.X_test, case.y_test) > sharp.score(case.X_test, case.y_test) + 0.03
 
 
 def test_bad_corrector_is_refused(sym40):

@@ -294,9 +294,10 @@ class MetaMethod(BaseEstimator):
         When True the classifier runs the trusted-set check of
         ``pretrain_epochs="auto"`` before the fit (or takes its findings, when
         that check ran already) and passes its estimate of the share of right
-        labels; its findings are the classifier's ``init_check_``.  False by
-        default; ``mlc`` with ``init_diagonal="auto"`` and more than two
-        classes.
+        labels (and its other findings: ``TrainInfo``); its findings are the
+        classifier's ``init_check_``.  False by default; ``mlc`` with
+        ``init_diagonal="auto"`` and ``tmlc`` with ``min_proba_weight="auto"``,
+        each with more than two classes.
         """
         return False
 
