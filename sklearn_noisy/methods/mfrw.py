@@ -219,10 +219,13 @@ class MFRW(MetaMethod):
       the trusted rows alone (with 200 epochs of pre-training too, 0.257 and
       0.246; ``benchmarks/HISTORY.md``, "Stop 29: heavy noise read from the
       chance-corrected estimate").  The price in time is the
-      paper's meta step on every batch on those fits: an epoch costs about
-      3.0-3.1 times ``ce``'s instead of 2.1-2.6 (the speed table's
-      ``meta_every`` rows without warm-up; ``benchmarks/HISTORY.md``,
-      "Heavy-noise settings for ``mlc`` and ``mfrw``").
+      paper's step on every batch on those fits: an epoch costs about 3.9
+      times ``ce``'s instead of 2.4 (the speed benchmark with ``--noise
+      0.8``, stop 33); the cheaper steps lose on ``mnist1d``:
+      ``meta_every=2`` with the reused gradient (2.3x) -0.011, with the
+      paper's actual step (2.6x) -0.012, seeds 0-2 and 9-11
+      (``benchmarks/HISTORY.md``, "Stop 33: the cost of ``mfrw``'s
+      heavy-noise step, measured, and two cheaper steps").
 
     Fitted attribute added to the classifier: ``advisor_weight_``, shape
     ``(n_samples,)``, the mean advisor weight of each training row during the
