@@ -336,7 +336,14 @@ class TMLC(MetaMethod):
       (``benchmarks/HISTORY.md``, "Stop 26: four probes where goals are
       unmet" and "Stop 33: ``tmlc`` unsharpened at heavy noise with a weak
       trusted model").  The check's findings are the classifier's
-      ``init_check_``, the floor used its ``min_proba_weight_``.
+      ``init_check_``, the floor used its ``min_proba_weight_``.  A known
+      weakness this does not fix: with very few trusted rows at heavy noise
+      (digits, 80% symmetric, three trusted rows per class, seeds 0-8)
+      ``tmlc`` ends at 0.662, far below a model of the trusted rows alone
+      (0.801), where ``mfrw``, ``mslc`` and ``mlc`` are above it (0.82-0.85,
+      seeds 0-2); neither ``b >= 1`` (0.690) nor pre-training on the trusted
+      rows (0.718) closes the gap (``benchmarks/HISTORY.md``, "Stop 33:
+      ``tmlc`` at heavy noise with three trusted rows per class").
 
     On these cases the fitted corrector mostly ends near ``a = 0``: the
     correction it learns is "train on the sharpened prediction, not on the
