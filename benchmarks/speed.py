@@ -104,13 +104,14 @@ def _fit_once(method, data, cfg, device, meta_every, reuse=None, callbacks=None)
     # count each run at the cost of that one
     runs = clf.method_.training_runs
     epochs = [runs * float(d) for d in clf.history_[:, "dur"]]
-    levers = (
-        clf.net_.meta_every,
-        clf.net_.reuse_virtual_grad,
-        bool(clf.heavy_noise_),
-        clf.net_.warmup_epochs,
-    )
-    return elapsed, peak, epochs, levers
+    # what the fit resolved its settings to (the row's columns of the same names)
+    resolved = {
+        "meta_every": clf.net_.meta_every,
+        "reuse_virtual_grad": clf.net_.reuse_virtual_grad,
+        "heavy_noise_settings": bool(clf.heavy_noise_),
+        "warmup_epochs": clf.net_.warmup_epochs,
+    }
+    return elapsed, peak, epochs, resolved
 
 
 #: (epoch number, FLOPs) of every epoch :class:`_CountEpochFlops` counted; a
@@ -216,13 +217,14 @@ def time_case(
     resolved = {}
     for r in range(repeats):
         for entry in entries:
-            elapsed, peak, epochs, levers = _fit_once(entry[0], data, cfg, device, *entry[1:])
+            elapsed, peak, epochs, fitted = _fit_once(entry[0], data, cfg, device, *entry[1:])
             times[entry].append(statistics.fmean(epochs))
             fit_times[entry].append(elapsed / cfg["epochs"])
             peaks[entry] = max(peaks[entry], peak or 0)
-            resolved[entry] = levers
-            progress(f"{name} run {r + 1}/{repeats} {entry[0]} meta_every={levers[0]} "
-                     f"reuse={levers[1]}: {times[entry][-1]:.3f} s/epoch")  # fmt: skip
+            resolved[entry] = fitted
+            every, reused = fitted["meta_every"], fitted["reuse_virtual_grad"]
+            progress(f"{name} run {r + 1}/{repeats} {entry[0]} meta_every={every} "
+                     f"reuse={reused}: {times[entry][-1]:.3f} s/epoch")  # fmt: skip
     base = statistics.median(times[("ce", 1, None)])
     rows = []
     for entry in entries:
@@ -232,12 +234,9 @@ def time_case(
             "case": name,
             "device": device,
             "method": method,
-            "meta_every": resolved[entry][0],
+            **resolved[entry],
             "meta_every_default": k is None,
-            "reuse_virtual_grad": resolved[entry][1],
             "reuse_virtual_grad_default": reuse is None,
-            "heavy_noise_settings": resolved[entry][2],
-            "warmup_epochs": resolved[entry][3],
             "epoch_time_s": per_epoch,
             "epoch_times_s": times[entry],
             "ratio_vs_ce": per_epoch / base,
@@ -247,7 +246,8 @@ def time_case(
         if device.startswith("cuda"):
             row["peak_gpu_memory_mb"] = peaks[entry] / 2**20
         if flops:
-            row["flops_per_epoch"] = fit_flops(method, data, cfg, k, reuse, resolved[entry][3])
+            warmup = resolved[entry]["warmup_epochs"]
+            row["flops_per_epoch"] = fit_flops(method, data, cfg, k, reuse, warmup)
             progress(f"{name} {method} meta_every={k} reuse={reuse}: "
                      f"{row['flops_per_epoch'] / 1e9:.2f} GFLOP / epoch")  # fmt: skip
         rows.append(row)
