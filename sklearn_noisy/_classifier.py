@@ -295,11 +295,12 @@ class MetaLabelCorrectionClassifier(ClassifierMixin, BaseEstimator):
         it helps").  Its cost is the folds' training, 50 epochs each on four
         fifths of the trusted set, about 1.5 times the pre-training's.
         ``None`` takes the method's default: ``"auto"`` for ``mfrw`` and
-        ``mslc`` (and for ``mlc`` at heavy noise, see ``heavy_noise_``), 0
-        for the other methods.  ``mfrw`` drops its warm-up when
-        pre-trained (``warmup_epochs=None``).  Pre-training with ``warmup_epochs="auto"``
-        (which scores the warm-up on the trusted set) is an error, and a
-        method's default then resolves to 0.  ``glc`` pre-trains its second
+        ``mslc`` (and for ``mlc`` and ``tmlc`` at heavy noise, see
+        ``heavy_noise_``), 0 for the other methods.  ``mfrw`` and ``tmlc``
+        drop their warm-up when pre-trained (``warmup_epochs=None``).
+        Pre-training with ``warmup_epochs="auto"`` (which scores the warm-up
+        on the trusted set) is an error, and a method's default then resolves
+        to 0.  ``glc`` pre-trains its second
         stage only: its first stage estimates the noise from predictions on the
         trusted set, which must not have been trained on.  Each epoch's loss is
         in ``pretrain_loss_curve_``.
@@ -444,8 +445,9 @@ class MetaLabelCorrectionClassifier(ClassifierMixin, BaseEstimator):
         For a method that starts its meta parameters from the same check's
         estimate of the share of right labels (``mlc`` with its default
         ``init_diagonal="auto"``; the diagonal used is ``init_diagonal_``), or
-        that chooses a setting from it (``tmlc`` with its default
-        ``min_proba_weight="auto"``; the floor used is ``min_proba_weight_``):
+        that chooses settings from it (``tmlc`` meta-learning its corrector:
+        the floor of ``min_proba_weight="auto"``, used in
+        ``min_proba_weight_``, and its pre-training at heavy noise):
         what it measured, as ``pretrain_check_``, without a decision, and
         ``reason``.  Taken from ``pretrain_check_`` or ``warmup_check_`` when
         one of them ran.  ``None`` when no such check ran (nor with two
@@ -464,11 +466,13 @@ class MetaLabelCorrectionClassifier(ClassifierMixin, BaseEstimator):
         pre-training (decided as by ``pretrain_epochs="auto"``), ``lr=3e-4``,
         a cosine schedule and ``weight_decay=2e-3``, for ``mfrw``
         ``lr=3e-4``, a cosine schedule, ``meta_every=1`` and
-        ``reuse_virtual_grad=False`` (each method's documentation gives the
+        ``reuse_virtual_grad=False``, for ``tmlc`` pre-training (decided as
+        by ``pretrain_epochs="auto"``; each method's documentation gives the
         figures).
         ``{}`` elsewhere, for the other methods, with two classes, and in a
         fit that runs no check (``mlc`` with a given ``init_diagonal``,
-        ``mfrw`` with a given ``pretrain_epochs``, no trusted set): no check
+        ``mfrw`` with a given ``pretrain_epochs``, ``tmlc`` with a given
+        ``corrector``, no trusted set): no check
         runs for these settings alone.  A setting given to the classifier (or
         an ``LRScheduler`` among ``callbacks``, or a ``weight_decay`` in
         ``optimizer_params``) is never replaced.

@@ -234,7 +234,7 @@ class MetaMethod(BaseEstimator):
     pretraining_replaces_warmup : bool
         Whether the method's default warm-up is dropped when the network is
         pre-trained on the trusted set (the classifier's ``warmup_epochs=None``
-        then resolves to 0): ``True`` for ``mfrw``.
+        then resolves to 0): ``True`` for ``mfrw`` and ``tmlc``.
     default_warmup_check : bool
         Whether the classifier's ``warmup_epochs=None`` runs the trusted-set
         check of ``pretrain_epochs="auto"`` and makes the warm-up ``"auto"``
@@ -252,7 +252,7 @@ class MetaMethod(BaseEstimator):
         ``uses_label_estimate``, the pre-training or the warm-up); a fit that
         runs none takes no such setting.  The classifier reports the settings
         taken in ``heavy_noise_``.  Empty here (no regime of its own at heavy
-        noise); ``mlc``'s and ``mfrw``'s are in their documentation.
+        noise); ``mlc``'s, ``mfrw``'s and ``tmlc``'s are in their documentation.
     heavy_noise_leans_on_trusted_model : bool
         Whether the method's start and settings for heavy noise build on a model
         of the trusted rows (pre-training on them, a T that lets only them
