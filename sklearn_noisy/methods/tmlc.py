@@ -363,7 +363,9 @@ class TMLC(MetaMethod):
       trusted rows alone 0.604; ``benchmarks/HISTORY.md``, "Stop 34:
       ``tmlc`` pre-trained at heavy noise").  Below heavy noise the default
       stays without pre-training (not measured there for ``tmlc``; pass
-      ``pretrain_epochs="auto"``).
+      ``pretrain_epochs="auto"``).  A pre-training asked for that way, or
+      with a number of ``pretrain_epochs``, also drops the warm-up unless
+      ``warmup_epochs`` is given.
 
     On these cases the fitted corrector mostly ends near ``a = 0``: the
     correction it learns is "train on the sharpened prediction, not on the
@@ -403,7 +405,7 @@ class TMLC(MetaMethod):
     warmup_fraction : float, default=0.1
         Share of ``max_epochs`` trained on the noisy labels before the
         corrector's targets are used, when the classifier's ``warmup_epochs``
-        is ``None``.
+        is ``None`` and the network is not pre-trained on the trusted set.
     n_snapshots : int, default=20
         Most corrector snapshots kept for transfer.
     saturation_penalty : float, default=0.1
