@@ -236,6 +236,13 @@ def test_pretrained_at_heavy_noise_where_the_trusted_rows_do_better(
     assert clf.pretrain_epochs_ == 0 and clf.warmup_epochs_ == 1
 
 
+def test_a_given_pretraining_drops_the_warmup_unless_one_is_given(sym40):
+    clf = _fit("tmlc", sym40, max_epochs=10, pretrain_epochs=5)
+    assert clf.pretrain_epochs_ == 5 and clf.warmup_epochs_ == 0
+    clf = _fit("tmlc", sym40, max_epochs=10, pretrain_epochs=5, warmup_epochs=2)
+    assert clf.pretrain_epochs_ == 5 and clf.warmup_epochs_ == 2
+
+
 def test_heavy_noise_with_three_trusted_rows_per_class():
     """Digits at 80% symmetric noise with 30 trusted rows, seed 0: tmlc from a random
     start (its schedule before stop 34) ended far below a model of the trusted rows
