@@ -445,8 +445,8 @@ class MetaLabelCorrectionClassifier(ClassifierMixin, BaseEstimator):
         For a method that starts its meta parameters from the same check's
         estimate of the share of right labels (``mlc`` with its default
         ``init_diagonal="auto"``; the diagonal used is ``init_diagonal_``), or
-        that chooses settings from it (``tmlc`` meta-learning its corrector:
-        the floor of ``min_proba_weight="auto"``, used in
+        that chooses settings from it (``tmlc`` with its default
+        ``min_proba_weight="auto"``: that floor, used in
         ``min_proba_weight_``, and its pre-training at heavy noise):
         what it measured, as ``pretrain_check_``, without a decision, and
         ``reason``.  Taken from ``pretrain_check_`` or ``warmup_check_`` when
@@ -472,7 +472,7 @@ class MetaLabelCorrectionClassifier(ClassifierMixin, BaseEstimator):
         ``{}`` elsewhere, for the other methods, with two classes, and in a
         fit that runs no check (``mlc`` with a given ``init_diagonal``,
         ``mfrw`` with a given ``pretrain_epochs``, ``tmlc`` with a given
-        ``corrector``, no trusted set): no check
+        ``min_proba_weight`` or ``corrector``, no trusted set): no check
         runs for these settings alone.  A setting given to the classifier (or
         an ``LRScheduler`` among ``callbacks``, or a ``weight_decay`` in
         ``optimizer_params``) is never replaced.

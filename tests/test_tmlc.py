@@ -203,12 +203,13 @@ def test_sharpening_follows_the_trusted_set_check(
         assert float(b.mean()) < 1.5
 
 
-def test_given_sharpening_is_kept(sym80, monkeypatch):
-    """A given floor of b is used as it is; the check still runs (it decides the
-    pre-training at heavy noise)."""
-    calls = watch_trusted_set_check(monkeypatch, 0.15, 0.3)
+def test_given_sharpening_runs_no_check(sym80, monkeypatch):
+    """A given floor of b is used as it is, and no check runs for the heavy-noise
+    pre-training alone."""
+    calls = watch_trusted_set_check(monkeypatch, 0.15, 0.9)
     clf = _fit(TMLC(min_proba_weight=2.0), sym80, max_epochs=2)
-    assert len(calls) == 1 and clf.init_check_ is not None and clf.min_proba_weight_ == 2.0
+    assert calls == [] and clf.init_check_ is None and clf.min_proba_weight_ == 2.0
+    assert clf.heavy_noise_ == {} and clf.pretrain_epochs_ == 0
     with pytest.raises(ValueError, match="min_proba_weight"):
         _fit(TMLC(min_proba_weight="sharp"), sym80, max_epochs=1)
 

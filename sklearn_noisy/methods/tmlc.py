@@ -347,7 +347,9 @@ class TMLC(MetaMethod):
       trained on the trusted rows alone (200 epochs) where the check says
       they predict better than the labels are right, and the warm-up is
       then dropped (``warmup_epochs=None`` resolves to 0), as ``mfrw`` does;
-      the settings taken are in the classifier's ``heavy_noise_``.  From a
+      the settings taken are in the classifier's ``heavy_noise_``.  The
+      check is the one ``min_proba_weight="auto"`` runs: with a given floor
+      none runs, and the usual defaults hold.  From a
       random start, five warm-up epochs on labels 80% wrong leave a model
       whose sharpened prediction the corrector then confirms; with few
       trusted rows the meta-gradient cannot pull it back.  Digits, 80%
@@ -473,9 +475,9 @@ class TMLC(MetaMethod):
         return int(round(self.warmup_fraction * max_epochs))
 
     def uses_label_estimate(self, n_classes):
-        # the check decides the pre-training at heavy noise and the floor of b (see
-        # "Pre-training at heavy noise" and "No sharpening at heavy noise")
-        return self.corrector is None and n_classes > 2
+        # the check decides the floor of b (see "No sharpening at heavy noise"), and
+        # the heavy-noise pre-training rides on it (no check runs for that alone)
+        return self.corrector is None and _is_auto(self.min_proba_weight) and n_classes > 2
 
     def proba_weights(self, info):
         """``(init_proba_weight, min_proba_weight)`` for the training set ``info``."""
