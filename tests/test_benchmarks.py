@@ -546,3 +546,52 @@ def test_accuracy_carried_entries_name_the_machine_they_ran_on(accuracy, tmp_pat
     table = capsys.readouterr().out
     assert "Carried over from the runs at 0000000: " in table
     assert "Fit times from two machines" not in table
+
+
+def _markdown_tables(text):
+    """``{heading: rows}``: the rows of the first table under each markdown heading."""
+    tables, heading = {}, None
+    for line in text.splitlines():
+        if line.startswith("#"):
+            heading = line.lstrip("#").strip()
+        elif line.startswith("|") and heading is not None:
+            tables.setdefault(heading, []).append(line)
+        elif heading in tables:
+            heading = None  # the table ended: later ones under it are not compared
+    return tables
+
+
+# README sections (from one "### " heading to the next) and the reference
+# reports their accuracy tables were printed from
+README_TABLE_SOURCES = {
+    "Accuracy: every method and peer, three datasets, 3 seeds": ["accuracy.json"],
+    "Fresh splits: seeds 9-11 (stop 32)": ["accuracy_seeds9-11.json"],
+    "Few trusted rows: three per class (stop 34)": [
+        "accuracy_digits_3_per_class.json",
+        "accuracy_mnist_mnist1d_3_per_class.json",
+    ],
+    "More trusted rows: 25 per class (stop 35)": ["accuracy_25_per_class.json"],
+}
+
+
+@pytest.mark.parametrize("section", sorted(README_TABLE_SOURCES))
+def test_readme_accuracy_tables_are_the_reference_reports(section):
+    """Each accuracy table that ``benchmarks/README.md`` shows is what ``--report``
+    prints from the reference report named for it, figure for figure: the
+    tables cannot drift from the JSON that the goals are read from."""
+    readme = (BENCH / "README.md").read_text()
+    start = readme.index(f"\n### {section}\n")
+    end = readme.find("\n### ", start + 1)
+    shown = _markdown_tables(readme[start : end if end > 0 else None])
+    mod = _accuracy_module()
+    compared = 0
+    for name in README_TABLE_SOURCES[section]:
+        report = json.loads((BENCH / "reference" / name).read_text())
+        for heading, rows in _markdown_tables(mod.format_table(report)).items():
+            per_dataset = ": test accuracy, mean over" in heading
+            if per_dataset:  # every dataset's table is shown
+                assert heading in shown, f"{section}: no table {heading!r} from {name}"
+            if heading in shown:  # and the per-case tables where they are shown
+                assert shown[heading] == rows, f"{section}: {heading!r} differs from {name}"
+                compared += per_dataset
+    assert compared == 3  # digits, mnist, mnist1d
