@@ -603,3 +603,31 @@ def test_readme_accuracy_tables_are_the_reference_reports(section):
                 assert shown[heading] == rows, f"{section}: {heading!r} differs from {name}"
                 compared += per_dataset
     assert compared  # at least one dataset's table was compared
+
+
+def test_top_readme_method_table_is_the_reference_report():
+    """The table of ``README.md``'s "Which method to start with" (each library
+    method's test accuracy per dataset, mean over the noise cases of the means
+    over seeds) is computed from ``benchmarks/reference/accuracy.json``."""
+    readme = (ROOT / "README.md").read_text()
+    start = readme.index("\n## Which method to start with\n")
+    section = readme[start : readme.index("\n## ", start + 1)]
+    rows = [line for line in section.splitlines() if line.startswith("|")]
+    methods = [cell.strip(" `") for cell in rows[0].strip("|").split("|")[1:]]
+    assert sorted(methods) == available_methods()
+    names = {"digits": "digits", "MNIST (5000)": "mnist", "`mnist1d`": "mnist1d"}
+    report = json.loads((BENCH / "reference" / "accuracy.json").read_text())
+    per_case = {}
+    for run in report["runs"]:
+        key = (run["dataset"], run["method"], run["noise"], run["rate"])
+        per_case.setdefault(key, []).append(run["test_accuracy"])
+    shown = 0
+    for line in rows[2:]:
+        label, *cells = (cell.strip() for cell in line.strip("|").split("|"))
+        dataset = names[label]
+        for method, cell in zip(methods, cells):
+            means = [np.mean(v) for k, v in per_case.items() if k[:2] == (dataset, method)]
+            assert len(means) == 7, (dataset, method)
+            assert cell == f"{np.mean(means):.3f}", (dataset, method, cell)
+            shown += 1
+    assert shown == 3 * len(methods)
