@@ -570,6 +570,7 @@ def _markdown_tables(text):
 # reports their accuracy tables were printed from
 README_TABLE_SOURCES = {
     "Accuracy: every method and peer, three datasets, 3 seeds": ["accuracy.json"],
+    "Every entry refitted at one commit (stop 37)": ["accuracy_refit_s37.json"],
     "Fresh splits: seeds 9-11 (stop 32)": ["accuracy_seeds9-11.json"],
     "Few trusted rows: three per class (stop 34)": [
         "accuracy_digits_3_per_class.json",
