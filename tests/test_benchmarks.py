@@ -632,3 +632,32 @@ def test_top_readme_method_table_is_the_reference_report():
             assert cell == f"{np.mean(means):.3f}", (dataset, method, cell)
             shown += 1
     assert shown == 3 * len(methods)
+
+
+def test_readme_latest_speed_table_is_its_reports():
+    """The speed table of stop 37 in ``benchmarks/README.md`` (runs 8 and 9, two
+    reports side by side) shows what those reports hold, figure for figure."""
+    readme = (BENCH / "README.md").read_text()
+    start = readme.index("Stop 37 timed every method again")
+    rows = []
+    for line in readme[start:].splitlines():
+        if line.startswith("|"):
+            rows.append(line)
+        elif rows:
+            break
+    reports = [
+        json.loads((BENCH / "reference" / name).read_text())["timings"]
+        for name in ("speed_s37_run1.json", "speed_s37_heavy.json")
+    ]
+    for line in rows[2:]:
+        method, *cells = (cell.strip().strip("*") for cell in line.strip("|").split("|"))
+        expected = []
+        for timings in reports:
+            (row,) = [t for t in timings if t["method"] == method]
+            expected += [
+                f"{row['epoch_time_s']:.3f}",
+                f"{row['ratio_vs_ce']:.2f}",
+                f"{row['flops_ratio_vs_ce']:.2f}",
+            ]
+        assert cells == expected, method
+    assert len(rows) - 2 == len(available_methods())
