@@ -610,10 +610,7 @@ def test_top_readme_method_table_is_the_reference_report():
     """The table of ``README.md``'s "Which method to start with" (each library
     method's test accuracy per dataset, mean over the noise cases of the means
     over seeds) is computed from ``benchmarks/reference/accuracy.json``."""
-    readme = (ROOT / "README.md").read_text()
-    start = readme.index("\n## Which method to start with\n")
-    section = readme[start : readme.index("\n## ", start + 1)]
-    rows = [line for line in section.splitlines() if line.startswith("|")]
+    rows = _markdown_tables((ROOT / "README.md").read_text())["Which method to start with"]
     methods = [cell.strip(" `") for cell in rows[0].strip("|").split("|")[1:]]
     assert sorted(methods) == available_methods()
     names = {"digits": "digits", "MNIST (5000)": "mnist", "`mnist1d`": "mnist1d"}
