@@ -98,6 +98,8 @@ def test_speed_has_every_method_with_positive_ratio(speed):
     assert next(r for r in cpu if r["method"] == "ce")["ratio_vs_ce"] == pytest.approx(1.0)
     assert "time / ce" in table
     assert "no warm-up" in table
+    if sys.platform.startswith("linux"):
+        assert all(r["peak_host_memory_mb"] > 0 for r in cpu)
 
 
 def test_speed_can_time_the_default_warm_up(tmp_path_factory):
@@ -134,6 +136,45 @@ def test_speed_times_heavy_noise_with_the_heavy_noise_settings(tmp_path_factory)
     assert (rows["mfrw"]["meta_every"], rows["mfrw"]["reuse_virtual_grad"]) == (1, False)
     assert "symmetric noise 0.8" in table
     assert "| mfrw | 1 (default), heavy-noise settings | off (default) |" in table
+
+
+def test_speed_times_the_embeddings_case_on_the_cpu(tmp_path_factory):
+    """``--cases embeddings``: the larger case (512 features, 100 classes, batch
+    512) on the CPU alone, with the peak host memory of each fit."""
+    report, table = _run(
+        "speed", tmp_path_factory, "--cases", "embeddings", "--methods", "mslg", "--no-memory",
+        "--no-flops",
+    )  # fmt: skip
+    assert set(report["cases"]) == {"embeddings-200k-cpu"}
+    cfg = report["cases"]["embeddings-200k-cpu"]
+    assert (cfg["n_features"], cfg["n_classes"], cfg["batch_size"]) == (512, 100, 512)
+    rows = {r["method"]: r for r in report["timings"]}
+    assert set(rows) == {"ce", "mslg"}
+    assert rows["mslg"]["ratio_vs_ce"] > 0 and rows["mslg"]["samples_per_s"] > 0
+    if sys.platform.startswith("linux"):
+        # mslg keeps a (rows x 100) label table on top of what ce holds
+        assert rows["mslg"]["peak_host_memory_mb"] > 0
+        assert "| peak host MB |" in table
+    assert "100 classes, batch 512" in table
+
+
+def test_speed_host_peak_counts_what_a_fit_allocates():
+    """The host-memory figure is the rise of resident memory above the start,
+    freed memory included: a 160 MB array made and dropped reads at least that."""
+    mod = _script_module("speed")
+    before = mod._reset_host_peak()
+    if before is None:
+        pytest.skip("no /proc/self/clear_refs here")
+    block = np.ones(20_000_000)  # 160 MB, touched
+    del block
+    rise = mod._host_memory("VmHWM") - before
+    assert 150 * 2**20 < rise < 400 * 2**20
+    assert mod._host_memory("VmRSS") < before + 100 * 2**20  # the array is gone again
+
+
+def test_speed_refuses_an_unknown_case():
+    with pytest.raises(SystemExit):
+        _script_module("speed").main(["--quick", "--cases", "mlp,resnet"])
 
 
 def test_speed_skips_the_reuse_lever_where_a_method_refuses_it():
