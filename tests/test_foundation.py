@@ -166,6 +166,31 @@ def test_actual_step_reuses_the_virtual_forward_pass(pair40, method):
     assert int(bn.num_batches_tracked) == n_batches
 
 
+@pytest.mark.parametrize("method", ["ce", "glc"])
+def test_plain_stages_pass_each_batch_once(pair40, method):
+    """``ce``, and both of ``glc``'s stages: one training-mode pass per batch.
+
+    ``glc``'s first stage ran every batch through the network twice and
+    dropped the first output (a wasted forward pass: 0.4 of a ``ce`` epoch,
+    and with BatchNorm or dropout a second update of the running statistics
+    and other dropout masks for the network that estimates T).
+    """
+    _CountingMLP.passes = []
+    clf = MetaLabelCorrectionClassifier(
+        method=method,
+        module=_CountingMLP,
+        max_epochs=2,
+        batch_size=50,
+        random_state=0,
+        device="cpu",
+    )
+    clf.fit(pair40.X, pair40.y_noisy, X_meta=pair40.X_meta, y_meta=pair40.y_meta)
+    n_batches = sum(len(row["batches"]) for row in clf.history_)  # glc: its second stage
+    runs = clf.method_.training_runs
+    assert runs == (2 if method == "glc" else 1)
+    assert len(_CountingMLP.passes) == runs * n_batches
+
+
 def test_meta_every_reduces_meta_steps(pair40):
     every = _fit(pair40, "mlc", max_epochs=4, warmup_epochs=0, meta_every=1_000)
     # only the first batch of each epoch ran a meta step

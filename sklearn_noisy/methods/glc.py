@@ -77,10 +77,10 @@ class GLC(MetaMethod):
         return 1.0 if bool(net.meta_module_.corrected) else 0.0
 
     def train_loss(self, net, forward, X, y, idx, *, virtual):
-        logits = forward(X)
         state = net.meta_module_
-        if not bool(state.corrected):
+        if not bool(state.corrected):  # stage 1: plain cross-entropy on the labels
             return super().train_loss(net, forward, X, y, idx, virtual=virtual)
+        logits = forward(X)
         return forward_corrected_nll(logits, state.T.clamp_min(1e-12).log(), y), logits
 
     def correct(self, net, proba, y, idx):
