@@ -1011,11 +1011,12 @@ class MetaLabelCorrectionClassifier(ClassifierMixin, BaseEstimator):
         has_trusted_set = X_meta is not None or meta_mask is not None
         pretrain = self._resolve_pretrain_epochs(train_on_meta, has_trusted_set)
         if train_on_meta:
-            X_train = np.concatenate([X_fit, X_t]).astype(np.float32)
+            # one float32 copy (astype after the concatenation would make a second)
+            X_train = np.concatenate([X_fit, X_t], dtype=np.float32)
             y_train = np.concatenate([y_fit, y_t_enc])
             trusted = np.r_[np.zeros(len(y_fit), bool), np.ones(len(y_t_enc), bool)]
         else:
-            X_train = X_fit.astype(np.float32)
+            X_train = X_fit.astype(np.float32, copy=False)  # read, never written
             y_train = y_fit
             trusted = np.zeros(len(y_fit), bool)
 
@@ -1146,6 +1147,8 @@ class MetaLabelCorrectionClassifier(ClassifierMixin, BaseEstimator):
             targets = encode_targets(y_train, trusted)
             with config_context(enable_metadata_routing=False):
                 net = self.method_.fit_net(make_net, X_train, targets, meta_batches)
+        # the training copy of X goes before the corrections below allocate theirs
+        del X_train, targets
 
         self._check_finite(net)
         if net.interrupted_:
@@ -1211,7 +1214,7 @@ class MetaLabelCorrectionClassifier(ClassifierMixin, BaseEstimator):
 
     def _set_corrections(self, net, X_n, y_n_enc, y_t_enc, noisy_rows, n_rows, fit_rows, held):
         n_classes = len(self.classes_)
-        logits = net.predict_logits(X_n.astype(np.float32))
+        logits = net.predict_logits(X_n.astype(np.float32, copy=False))
         rows = np.arange(len(fit_rows))  # the fitted noisy rows' places in the tables
         with torch.no_grad():
             proba = logits.softmax(1).to(net.device)
@@ -1222,12 +1225,15 @@ class MetaLabelCorrectionClassifier(ClassifierMixin, BaseEstimator):
                 fit_dev = torch.as_tensor(fit_rows, device=net.device)
                 p_fit, y_fit = proba[fit_dev], y_dev[fit_dev]
             q_fit = self.method_.correct(net, p_fit, y_fit, idx).double().cpu().numpy()
-        q_fit = q_fit / q_fit.sum(1, keepdims=True)
+        q_fit /= q_fit.sum(1, keepdims=True)
         self.transition_matrix_ = np.asarray(
             self.method_.transition_matrix(net, q_fit, y_n_enc[fit_rows]), dtype=np.float64
         )
-        q = np.zeros((len(y_n_enc), n_classes))
-        q[fit_rows] = q_fit
+        if held is None:  # every noisy row was fitted, in order
+            q = q_fit
+        else:
+            q = np.zeros((len(y_n_enc), n_classes))
+            q[fit_rows] = q_fit
         extra = self.method_.fitted_attributes(net, rows)
         if held is not None:
             with torch.no_grad():
@@ -1279,7 +1285,7 @@ class MetaLabelCorrectionClassifier(ClassifierMixin, BaseEstimator):
     def _logits(self, X):
         check_is_fitted(self)
         X = validate_data(self, _densify(X, "X"), reset=False, dtype=[np.float64, np.float32])
-        logits = self.net_.predict_logits(X.astype(np.float32)).double()
+        logits = self.net_.predict_logits(X.astype(np.float32, copy=False)).double()
         if not torch.isfinite(logits).all():
             raise FloatingPointError(
                 "The network produced non-finite scores for some rows of X (inputs far "

@@ -1,8 +1,10 @@
-"""Scale: one million rows on CPU within the machine's memory (slow)."""
+"""Scale: copies of X during fit and predict; one million rows on CPU within the
+machine's memory (slow)."""
 
 from __future__ import annotations
 
 import resource
+import tracemalloc
 
 import numpy as np
 import pytest
@@ -45,3 +47,37 @@ def test_million_rows(big, method):
     assert np.isfinite(clf.corrected_proba_).all()
     peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
     assert peak_gb < 16, f"peak RSS {peak_gb:.1f} GB"
+
+
+@pytest.mark.parametrize("method", ["ce", "glc"])
+def test_fit_and_predict_copy_X_at_most_once(method):
+    """Host memory for large inputs (embeddings): a fit holds at most one float32
+    copy of X (none where it trains on X as given), ``predict_proba`` none.
+
+    numpy's allocations are traced (torch's are not: the batches and the
+    network's activations are small here).  The fit used to hold two copies at
+    once where it adds the trusted rows (the concatenation, then its float32
+    cast) and a third for the corrections, and ``predict_proba`` one.
+    """
+    rng = np.random.RandomState(0)
+    X = rng.normal(size=(20_000, 256)).astype(np.float32)  # 20 MB
+    y = rng.randint(0, 10, len(X))
+    X_meta = rng.normal(size=(100, 256)).astype(np.float32)
+    y_meta = np.repeat(np.arange(10), 10)
+    clf = MetaLabelCorrectionClassifier(
+        method=method, max_epochs=1, hidden_layer_sizes=(16,), random_state=0
+    )
+    # a first small fit: the modules a fit imports on first use are not traced
+    clf.fit(X[:300], y[:300], X_meta=X_meta, y_meta=y_meta).predict_proba(X[:10])
+    tracemalloc.start()
+    try:
+        clf.fit(X, y, X_meta=X_meta, y_meta=y_meta)
+        fit_peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.reset_peak()
+        clf.predict_proba(X)
+        predict_peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    # ce trains on X as given; glc on X with the trusted rows added (one copy)
+    assert fit_peak < (0.4 if method == "ce" else 1.3) * X.nbytes
+    assert predict_peak < 0.4 * X.nbytes
