@@ -130,12 +130,14 @@ def forward_corrected_nll(logits, log_T, y):
     ``logsumexp_i(log p_i + log T[i, y])`` is exact and never takes a log of 0.
     """
     log_p = F.log_softmax(logits, dim=1)
-    return -torch.logsumexp(log_p + log_T[:, y].T, dim=1)
+    # row n of log_T.T[y] is column y_n of log_T: the same values as log_T[:, y].T,
+    # gathered as rows (contiguous), several times faster with many classes
+    return -torch.logsumexp(log_p + log_T.T[y], dim=1)
 
 
 def posterior_given_noisy(proba, T, y):
     """``q[n] ∝ proba[n] * T[:, y_n]`` with a guard for all-zero rows."""
-    q = proba * T[:, y].T
+    q = proba * T.T[y]  # row n: column y_n of T (see forward_corrected_nll)
     s = q.sum(1, keepdim=True)
     return torch.where(s > 0, q / s.clamp_min(1e-12), proba)
 
