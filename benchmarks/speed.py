@@ -87,6 +87,7 @@ def synthetic(n_samples, n_features, n_classes, n_meta_per_class=10, noise=0.4, 
 
 def _fit_once(method, data, cfg, device, meta_every, reuse=None, callbacks=None):
     X, y, X_meta, y_meta = data
+    _EPOCH_DURATIONS.clear()
     clf = MetaLabelCorrectionClassifier(
         method=method,
         max_epochs=cfg["epochs"],
@@ -96,7 +97,7 @@ def _fit_once(method, data, cfg, device, meta_every, reuse=None, callbacks=None)
         reuse_virtual_grad=reuse,
         device=device,
         random_state=0,
-        callbacks=callbacks,
+        callbacks=[*(callbacks or []), _RecordEpochDurations()],
     )
     cuda = device.startswith("cuda")
     if cuda:
@@ -114,10 +115,11 @@ def _fit_once(method, data, cfg, device, meta_every, reuse=None, callbacks=None)
     else:
         after = _host_memory("VmHWM")
         peak = None if before is None or after is None else max(after - before, 0)
-    # a method that trains more than once (glc) shows its last run in history_:
-    # count each run at the cost of that one
-    runs = clf.method_.training_runs
-    epochs = [runs * float(d) for d in clf.history_[:, "dur"]]
+    # every run's epochs, each at its own cost: a method that trains more than
+    # once (glc) shows only its last run in history_
+    durations = _EPOCH_DURATIONS[-clf.method_.training_runs * len(clf.history_) :]
+    per_run = len(clf.history_)
+    epochs = [sum(durations[i::per_run]) for i in range(per_run)]
     # what the fit resolved its settings to (the row's columns of the same names)
     resolved = {
         "meta_every": clf.net_.meta_every,
@@ -156,6 +158,22 @@ def _reset_host_peak():
     except (OSError, AttributeError):
         return None
     return _host_memory("VmRSS")
+
+
+#: skorch's ``dur`` of every epoch of a fit, every run of it (:class:`_RecordEpochDurations`)
+_EPOCH_DURATIONS: list[float] = []
+
+
+class _RecordEpochDurations(Callback):
+    """Appends each epoch's duration (skorch's ``dur``) to ``_EPOCH_DURATIONS``.
+
+    For ``glc``, whose first run's history is not kept (``history_`` is the
+    second run's), so that each run counts at its own cost.  The timer records
+    ``dur`` before the user callbacks' ``on_epoch_end``.
+    """
+
+    def on_epoch_end(self, net, **kwargs):
+        _EPOCH_DURATIONS.append(float(net.history[-1, "dur"]))
 
 
 #: (epoch number, FLOPs) of every epoch :class:`_CountEpochFlops` counted; a
@@ -242,8 +260,9 @@ def time_case(
     net, computing the fitted attributes), which would otherwise dilute the
     ratios of short runs.  ``fit_time_per_epoch_s`` is the whole ``fit`` over
     the number of epochs.  A method that trains the network more than once
-    (``glc``: ``training_runs == 2``) counts each run at the cost of the last
-    one, the run its ``history_`` records.  ``meta_every`` and ``reuse``
+    (``glc``: ``training_runs == 2``) counts every run's epochs at their own
+    cost (:class:`_RecordEpochDurations`; until stop 38, at the cost of the
+    last run, the one its ``history_`` records).  ``meta_every`` and ``reuse``
     ``None`` are each method's defaults.  With ``flops`` each entry also gets
     ``flops_per_epoch`` and ``flops_ratio_vs_ce`` (:func:`fit_flops`).
     """
