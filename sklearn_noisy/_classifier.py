@@ -1224,7 +1224,9 @@ class MetaLabelCorrectionClassifier(ClassifierMixin, BaseEstimator):
             if held is not None:
                 fit_dev = torch.as_tensor(fit_rows, device=net.device)
                 p_fit, y_fit = proba[fit_dev], y_dev[fit_dev]
-            q_fit = self.method_.correct(net, p_fit, y_fit, idx).double().cpu().numpy()
+            q_fit = self.method_.correct(net, p_fit, y_fit, idx)
+            # a copy of its own (a method may return a table it keeps): divided in place
+            q_fit = q_fit.to("cpu", torch.float64, copy=True).numpy()
         q_fit /= q_fit.sum(1, keepdims=True)
         self.transition_matrix_ = np.asarray(
             self.method_.transition_matrix(net, q_fit, y_n_enc[fit_rows]), dtype=np.float64
