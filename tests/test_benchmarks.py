@@ -177,6 +177,20 @@ def test_speed_refuses_an_unknown_case():
         _script_module("speed").main(["--quick", "--cases", "mlp,resnet"])
 
 
+def test_speed_counts_each_of_glcs_runs_at_its_own_cost():
+    """glc trains twice and ``history_`` keeps only the second run: an epoch of
+    glc is timed as the sum of the two runs' epochs, each as it ran."""
+    mod = _script_module("speed")
+    data = mod.synthetic(300, 20, 3)
+    cfg = {"epochs": 2, "batch_size": 64, "warmup_epochs": 0}
+    _, _, epochs, _ = mod._fit_once("glc", data, cfg, "cpu", None)
+    first, second = mod._EPOCH_DURATIONS[:2], mod._EPOCH_DURATIONS[2:]
+    assert len(mod._EPOCH_DURATIONS) == 4
+    assert epochs == [first[0] + second[0], first[1] + second[1]]
+    _, _, epochs, _ = mod._fit_once("mlc", data, cfg, "cpu", None)
+    assert epochs == mod._EPOCH_DURATIONS and len(epochs) == 2
+
+
 def test_speed_skips_the_reuse_lever_where_a_method_refuses_it():
     """mslg with the paper's entropy term cannot reuse the gradient: no "on" row for it."""
     from sklearn_noisy.methods import MSLG
@@ -672,30 +686,55 @@ def test_top_readme_method_table_is_the_reference_report():
     assert shown == 3 * len(methods)
 
 
-def test_readme_latest_speed_table_is_its_reports():
-    """The speed table of stop 37 in ``benchmarks/README.md`` (runs 8 and 9, two
-    reports side by side) shows what those reports hold, figure for figure."""
+_SPEED_CELLS = {
+    "s / epoch": lambda row: f"{row['epoch_time_s']:.3f}",
+    "time / ce": lambda row: f"{row['ratio_vs_ce']:.2f}",
+    "FLOPs / ce": lambda row: f"{row['flops_ratio_vs_ce']:.2f}",
+    "samples / s": lambda row: f"{row['samples_per_s']:,.0f}",
+    "peak host MB": lambda row: f"{row['peak_host_memory_mb']:,.0f}",
+}
+_TIME_FLOPS = ("s / epoch", "time / ce", "FLOPs / ce")
+
+
+@pytest.mark.parametrize(
+    "anchor, reports",
+    [
+        # stop 37, runs 8 and 9: two reports side by side
+        (
+            "Stop 37 timed every method again",
+            [("speed_s37_run1.json", _TIME_FLOPS), ("speed_s37_heavy.json", _TIME_FLOPS)],
+        ),
+        # stop 38, runs 10 and 11, and run 12 (the embeddings case)
+        (
+            "Stop 38 timed every method again",
+            [("speed_s38_run1.json", _TIME_FLOPS), ("speed_s38_heavy.json", _TIME_FLOPS)],
+        ),
+        (
+            "Run 12, the embeddings case",
+            [("speed_s38_embeddings.json", (*_TIME_FLOPS, "samples / s", "peak host MB"))],
+        ),
+    ],
+)
+def test_readme_speed_tables_are_their_reports(anchor, reports):
+    """The latest speed tables of ``benchmarks/README.md`` show what their
+    reports hold, figure for figure (the first table after ``anchor``)."""
     readme = (BENCH / "README.md").read_text()
-    start = readme.index("Stop 37 timed every method again")
+    start = readme.index(anchor)
     rows = []
     for line in readme[start:].splitlines():
         if line.startswith("|"):
             rows.append(line)
         elif rows:
             break
-    reports = [
-        json.loads((BENCH / "reference" / name).read_text())["timings"]
-        for name in ("speed_s37_run1.json", "speed_s37_heavy.json")
+    loaded = [
+        (json.loads((BENCH / "reference" / name).read_text())["timings"], columns)
+        for name, columns in reports
     ]
     for line in rows[2:]:
         method, *cells = (cell.strip().strip("*") for cell in line.strip("|").split("|"))
         expected = []
-        for timings in reports:
+        for timings, columns in loaded:
             (row,) = [t for t in timings if t["method"] == method]
-            expected += [
-                f"{row['epoch_time_s']:.3f}",
-                f"{row['ratio_vs_ce']:.2f}",
-                f"{row['flops_ratio_vs_ce']:.2f}",
-            ]
+            expected += [_SPEED_CELLS[column](row) for column in columns]
         assert cells == expected, method
     assert len(rows) - 2 == len(available_methods())
