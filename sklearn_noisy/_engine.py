@@ -784,6 +784,10 @@ class BiLevelNet(NeuralNet):
     ----------------------------
     pretrain_loss_curve_ : list of float
         Mean training loss of each pre-training epoch (empty without them).
+    train_steps_ : int
+        Optimizer steps of the training proper so far (not the pre-training's),
+        counted on through ``partial_fit``; every
+        :data:`FLUSH_DENORMALS_EVERY`-th runs :func:`flush_denormals`.
     """
 
     def __init__(

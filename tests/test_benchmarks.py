@@ -713,6 +713,12 @@ _TIME_FLOPS = ("s / epoch", "time / ce", "FLOPs / ce")
             "Run 12, the embeddings case",
             [("speed_s38_embeddings.json", (*_TIME_FLOPS, "samples / s", "peak host MB"))],
         ),
+        # stop 39, after the denormal flush: run 13 (40%) and run 14 (embeddings)
+        ("Stop 39 set denormal numbers to zero", [("speed_s39_run1.json", _TIME_FLOPS)]),
+        (
+            "Run 14, the embeddings case again",
+            [("speed_s39_embeddings.json", (*_TIME_FLOPS, "samples / s", "peak host MB"))],
+        ),
     ],
 )
 def test_readme_speed_tables_are_their_reports(anchor, reports):
