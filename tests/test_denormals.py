@@ -98,8 +98,47 @@ def test_a_fit_without_denormals_is_unchanged_to_the_bit(pair40, monkeypatch):
     monkeypatch.setattr(engine, "FLUSH_DENORMALS_EVERY", 10**9)
     never = fit()
     monkeypatch.setattr(engine, "FLUSH_DENORMALS_EVERY", 1)
-    monkeypatch.setattr(engine, "flush_denormals", lambda opts: calls.append(1) or real(opts))
+    monkeypatch.setattr(
+        engine,
+        "flush_denormals",
+        lambda opts, table_rows=None: calls.append(1) or real(opts, table_rows),
+    )
     always = fit()
-    assert len(calls) == always.net_.train_steps_ > 50
+    assert len(calls) == 2 * always.net_.train_steps_ > 100  # the network's, then T's
     np.testing.assert_array_equal(always.predict_proba(pair40.X), never.predict_proba(pair40.X))
     np.testing.assert_array_equal(always.transition_matrix_, never.transition_matrix_)
+
+
+def test_flush_leaves_per_sample_tables_alone():
+    """A table with one row per training row is read a batch at a time: not flushed."""
+    table = torch.nn.Parameter(torch.full((7, 3), DENORMAL32))
+    small = torch.nn.Parameter(torch.full((3, 3), DENORMAL32))
+    engine.flush_denormals([torch.optim.Adam([table, small])], table_rows=7)
+    assert (table == DENORMAL32).all() and (small == 0).all()
+    engine.flush_denormals([torch.optim.Adam([table])])
+    assert (table == 0).all()
+
+
+def test_mslg_label_table_is_not_flushed_its_network_is(pair40, monkeypatch):
+    calls = []
+    real = engine.flush_denormals
+
+    def spy(optimizers, table_rows=None):
+        calls.append(
+            (
+                [tuple(p.shape) for o in optimizers for g in o.param_groups for p in g["params"]],
+                table_rows,
+            )
+        )
+        real(optimizers, table_rows)
+
+    monkeypatch.setattr(engine, "flush_denormals", spy)
+    clf = MetaLabelCorrectionClassifier(
+        method="mslg", max_epochs=3, warmup_epochs=1, random_state=0
+    )
+    clf.fit(pair40.X, pair40.y_noisy, X_meta=pair40.X_meta, y_meta=pair40.y_meta)
+    n = clf.net_.train_info.n_samples
+    assert len(calls) == 2 * (clf.net_.train_steps_ // 32) > 0
+    network, meta = calls[0], calls[1]
+    assert network[1] is None and (256, 64) in network[0]  # every weight of the MLP
+    assert meta == ([(n, 10)], n)  # the label table's rows are the training rows: skipped
