@@ -43,9 +43,10 @@ on the noisy rows only and :class:`AutoWarmup` ends it early, from the trusted
 set's accuracy.
 
 Every :data:`FLUSH_DENORMALS_EVERY` (32) optimizer steps the denormal entries
-of the parameters and of both optimizers' state are set to zero
-(:func:`flush_denormals`): weights fed by dead units shrink into that range
-under weight decay, and on a CPU every product with them is slow.
+of the parameters and of both optimizers' state (per-sample tables
+excepted) are set to zero (:func:`flush_denormals`): weights fed by dead
+units shrink into that range under weight decay, and on a CPU every product
+with them is slow.
 
 Everything particular to a method lives in a :class:`~sklearn_noisy.methods.
 MetaMethod`: the engine asks it for the meta module (meta parameters and
