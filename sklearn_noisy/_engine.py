@@ -210,10 +210,13 @@ FLUSH_DENORMALS_EVERY = 32
 def flush_denormals(optimizers, table_rows=None):
     """Set the denormal entries of the optimizers' parameters and state to zero.
 
-    A weight fed by a unit that no longer fires gets no gradient but the weight
-    decay's, and Adam divides that by a second moment remembered from when the
-    unit was alive: the weight and its first moment shrink geometrically, into
-    the denormal range (below ``torch.finfo(dtype).tiny``, 1.2e-38 in float32).
+    A weight that only ever multiplies zeros (fed by a unit that no longer
+    fires, or by an input column that is 0 in every row, such as MNIST's border
+    pixels) gets no gradient but the weight decay's, and Adam divides that by a
+    second moment remembered from when the weight had more: the weight shrinks
+    geometrically, into the denormal range (below ``torch.finfo(dtype).tiny``,
+    1.2e-38 in float32), and so does Adam's first moment of it, with or
+    without weight decay.
     On a CPU every product with a denormal operand takes a slow path, so a layer
     with a few thousand such weights made whole epochs four to six times slower
     (the speed benchmark's embeddings case).  Zeroing them is what a CPU in
