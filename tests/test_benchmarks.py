@@ -728,6 +728,13 @@ _TIME_FLOPS = ("s / epoch", "time / ce", "FLOPs / ce")
             [("speed_s39_embeddings_mslg.json", (*_TIME_FLOPS, "samples / s", "peak host MB"))],
             ("ce", "mslg"),
         ),
+        # stop 40, mfrw without its second advisor pass: run 16 (40%), run 17 (embeddings)
+        ("Stop 40 stopped `mfrw` from running", [("speed_s40_run1.json", _TIME_FLOPS)], None),
+        (
+            "Run 17, `ce` and `mfrw` on the embeddings case",
+            [("speed_s40_embeddings_mfrw.json", (*_TIME_FLOPS, "samples / s", "peak host MB"))],
+            ("ce", "mfrw"),
+        ),
     ],
 )
 def test_readme_speed_tables_are_their_reports(anchor, reports, methods):
