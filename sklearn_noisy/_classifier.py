@@ -241,10 +241,10 @@ class MetaLabelCorrectionClassifier(ClassifierMixin, BaseEstimator):
         same gradient instead of Adam computing them again (about 6% more).
         The actual step then trains the
         classifier with the meta parameters as they were *before* this step's
-        meta update (the papers use them after it); the per-sample tables and
-        the logged loss still use the updated ones (but ``mfrw``'s, which only
-        record the advisor's weights: there they are the weights the step
-        trained with).  Needs ``lookahead="full"``
+        meta update (the papers use them after it); ``mslc``'s and ``tmlc``'s
+        per-sample tables still use the updated ones, while ``mlc``, ``mslg``
+        and ``mfrw`` log the loss the step trained on (and ``mfrw``'s table
+        holds the advisor weights the step trained with).  Needs ``lookahead="full"``
         and a method whose virtual and actual losses are the same function of
         the meta parameters (not ``mslg`` with ``entropy_weight > 0``, nor
         ``mslc`` with ``target="hard"``).  ``None`` uses the method's default:

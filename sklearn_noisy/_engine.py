@@ -361,6 +361,19 @@ class Forward:
                 return out
         return None
 
+    def write_back_recorded_buffers(self):
+        """Write the buffers of every recorded pass back to the module.
+
+        What an actual step that calls each recorded pass again would write
+        back, for an actual step that calls none of them (see
+        ``MetaMethod.actual_loss_only_logged``).  A head that ran twice on the
+        recorded side (``mfrw``: its output on the features, then on the
+        re-weighted features) brings both updates, as on a step without a
+        meta step.
+        """
+        for kind in dict.fromkeys(kind for kind, _, _ in self.outputs):
+            self._write_back_buffers("" if kind == "call" else kind + ".")
+
     def _write_back_buffers(self, prefix):
         if not self.buffers:
             return
@@ -968,15 +981,15 @@ class BiLevelNet(NeuralNet):
     def _meta_step(self, X, y, idx, trusted, meta_batches):
         """Virtual and meta steps.
 
-        Returns the recorded forward pass of the batch and, with
-        ``reuse_virtual_grad``, the virtual step's gradient as ``(param, grad)``
-        pairs (else ``None``).
+        Returns the recorded forward pass of the batch, the virtual step's
+        loss and logits (detached) and, with ``reuse_virtual_grad``, its
+        gradient as ``(param, grad, moments)`` triples (else ``None``).
         """
         module = self.module_
         params = dict(module.named_parameters())
         buffers = {k: b.clone() for k, b in module.named_buffers()}
         recorded = Forward(module, params, buffers, record=True)
-        loss, _ = self._batch_loss(recorded, X, y, idx, trusted, virtual=True)
+        loss, logits = self._batch_loss(recorded, X, y, idx, trusted, virtual=True)
         head_only = self.lookahead == "head"
         names = [
             k
@@ -1017,7 +1030,7 @@ class BiLevelNet(NeuralNet):
         if self.verbose:  # the progress bar shows the running meta loss
             self.history.record_batch("meta_loss", meta_loss.item())
         self._accumulate("meta_acc", acc, len(ym))
-        return recorded, reused
+        return recorded, (loss.detach(), logits.detach()), reused
 
     def train_step(self, batch, meta_batches=None, **fit_params):
         # values a method computes in the virtual step and reuses in the actual
@@ -1039,18 +1052,23 @@ class BiLevelNet(NeuralNet):
         meta_step = (
             self.meta_active_ and meta_batches is not None and batch_number % self.meta_every == 0
         )
-        recorded, reused = (
-            self._meta_step(Xb, y, idx, trusted, meta_batches) if meta_step else (None, None)
+        recorded, virtual, reused = (
+            self._meta_step(Xb, y, idx, trusted, meta_batches) if meta_step else (None, None, None)
         )
 
         self.optimizer_.zero_grad(set_to_none=True)
         # the actual step reuses the virtual step's forward pass of this batch (same
         # parameters, so the same output and graph): one forward pass saved per step
         forward = Forward(self.module_, reuse=recorded)
-        # with a reused gradient the loss is still evaluated, without a graph: for
-        # the method's per-sample tables and the logged loss
-        with torch.set_grad_enabled(reused is None):
-            loss, logits = self._batch_loss(forward, Xb, y, idx, trusted, virtual=False)
+        if reused is not None and self.method.actual_loss_only_logged:
+            # the step trains on the virtual step's gradient: its loss is the one logged
+            loss, logits = virtual
+            recorded.write_back_recorded_buffers()
+        else:
+            # with a reused gradient the loss is still evaluated, without a graph:
+            # for the method's per-sample tables and the logged loss
+            with torch.set_grad_enabled(reused is None):
+                loss, logits = self._batch_loss(forward, Xb, y, idx, trusted, virtual=False)
         if reused is None:
             loss.backward()
         else:

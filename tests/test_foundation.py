@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from sklearn_noisy import MetaLabelCorrectionClassifier
-from sklearn_noisy.methods import MLC, MSLG
+from sklearn_noisy.methods import MLC, MSLG, get_method
 from sklearn_noisy.modules import MLP
 
 EPOCHS = 40
@@ -164,6 +164,54 @@ def test_actual_step_reuses_the_virtual_forward_pass(pair40, method):
     # the meta-step epoch's passes ran on copies of the buffers, written back once
     # per batch; the meta batches' statistics stayed out
     assert int(bn.num_batches_tracked) == n_batches
+
+
+@pytest.mark.parametrize("method, logged_only", [("mlc", True), ("mslg", True), ("mslc", False)])
+def test_actual_step_on_the_reused_gradient_logs_the_virtual_loss(
+    pair40, monkeypatch, method, logged_only
+):
+    """Where the method's actual-step loss would only be logged, an actual step that
+    takes the virtual step's gradient does not evaluate it again: it logs the loss
+    the gradient came from.  ``mslc`` writes its soft labels in the actual step,
+    so there the loss is evaluated again, after the meta update."""
+    cls = type(get_method(method))
+    assert cls.actual_loss_only_logged is logged_only
+    original = cls.__dict__["train_loss"]
+    calls = []  # (virtual, loss) of the steps with a meta step
+
+    def spy(self, net, forward, X, y, idx, *, virtual):
+        per_sample, logits = original(self, net, forward, X, y, idx, virtual=virtual)
+        if net.meta_active_:
+            calls.append((virtual, float(per_sample.detach().mean())))
+        return per_sample, logits
+
+    monkeypatch.setattr(cls, "train_loss", spy)
+    clf = MetaLabelCorrectionClassifier(
+        method=method,
+        max_epochs=2,
+        warmup_epochs=1,
+        pretrain_epochs=0,
+        meta_every=1,
+        reuse_virtual_grad=True,
+        train_on_meta=False,  # the logged loss is then the method's own
+        batch_size=50,
+        random_state=0,
+        device="cpu",
+    )
+    clf.fit(pair40.X, pair40.y_noisy, X_meta=pair40.X_meta, y_meta=pair40.y_meta)
+    batches = clf.history_[-1]["batches"]  # the meta-step epoch
+    virtual = [loss for v, loss in calls if v]
+    actual = [loss for v, loss in calls if not v]
+    assert len(virtual) == len(batches) > 0
+    logged = [row["train_loss"] for row in batches]
+    if logged_only:
+        assert actual == []
+        np.testing.assert_allclose(logged, virtual, rtol=1e-6)
+    else:
+        assert len(actual) == len(batches)
+        np.testing.assert_allclose(logged, actual, rtol=1e-6)
+        # after the meta update the soft labels moved: a loss other than the virtual one
+        assert not np.allclose(logged, virtual, rtol=1e-6)
 
 
 @pytest.mark.parametrize("method", ["ce", "glc"])

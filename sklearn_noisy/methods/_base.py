@@ -212,6 +212,17 @@ class MetaMethod(BaseEstimator):
     per_sample_correction : bool
         Whether :meth:`correct` reads per-sample tables, so it cannot correct a
         row the method never trained on (see :meth:`correct_held_out`).
+    actual_loss_only_logged : bool
+        Whether the method's training loss, evaluated again by an actual step
+        that takes the virtual step's gradient (``reuse_virtual_grad``), would
+        only be logged: no per-sample table of the method is written from it.
+        The engine then skips that evaluation and logs the virtual step's loss,
+        the one whose gradient the step applies, and passes the virtual step's
+        logits to :meth:`after_step` and :meth:`correct`.  ``True`` for ``mlc``,
+        ``mslg`` and ``mfrw`` (which writes its table of advisor weights in
+        the virtual step too); ``False`` here and for ``mslc`` and ``tmlc``,
+        whose actual step writes per-sample tables from the updated meta
+        parameters.
     training_runs : int
         How many times :meth:`fit_net` trains a network for ``max_epochs``
         (``history_`` shows the last run).
@@ -272,6 +283,7 @@ class MetaMethod(BaseEstimator):
     requires_trusted_rows = False
     learns_transition_matrix = False
     per_sample_correction = False
+    actual_loss_only_logged = False
     training_runs = 1
 
     # --- defaults the classifier asks for

@@ -219,6 +219,7 @@ class MLC(MetaMethod):
     learns_transition_matrix = True
     default_meta_lr = 3e-2
     default_reuse_virtual_grad = True  # see the classifier's reuse_virtual_grad
+    actual_loss_only_logged = True  # see MetaMethod
     default_weight_decay = 5e-4  # see "Weight decay" above
     heavy_noise_settings = MappingProxyType(  # see "At heavy noise" above
         {"pretrain_epochs": "auto", "lr": 3e-4, "lr_schedule": "cosine", "weight_decay": 2e-3}

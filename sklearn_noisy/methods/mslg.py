@@ -167,6 +167,7 @@ class MSLG(MetaMethod):
     per_sample_correction = True  # corrects from its per-sample table
     default_warmup_check = True  # see "A warm-up that ends when memorisation starts"
     default_reuse_virtual_grad = True  # where entropy_weight=0 (see the classifier)
+    actual_loss_only_logged = True  # see MetaMethod
 
     def __init__(
         self,
