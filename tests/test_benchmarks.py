@@ -730,6 +730,7 @@ _TIME_FLOPS = ("s / epoch", "time / ce", "FLOPs / ce")
         ),
         # stop 40, mfrw without its second advisor pass: run 16 (40%), run 17 (embeddings)
         ("Stop 40 stopped `mfrw` from running", [("speed_s40_run1.json", _TIME_FLOPS)], None),
+        ("Run 18, the 40% case again", [("speed_s40_run2.json", _TIME_FLOPS)], None),
         (
             "Run 17, `ce` and `mfrw` on the embeddings case",
             [("speed_s40_embeddings_mfrw.json", (*_TIME_FLOPS, "samples / s", "peak host MB"))],
