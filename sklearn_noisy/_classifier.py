@@ -92,6 +92,20 @@ def _trusted_better(check):
     )
 
 
+def _take_rows(X, rows, chunk_bytes=1 << 22):
+    """``X[rows]`` as one float32 array, without a full copy in ``X``'s dtype first.
+
+    Other dtypes are read in blocks of rows of at most ``chunk_bytes`` (4 MiB).
+    """
+    if X.dtype == np.float32:
+        return X[rows]
+    out = np.empty((len(rows), X.shape[1]), dtype=np.float32)
+    chunk = max(1, chunk_bytes // max(X.shape[1] * X.itemsize, 1))
+    for start in range(0, len(rows), chunk):
+        out[start : start + chunk] = X[rows[start : start + chunk]]
+    return out
+
+
 def _resolve_device(device):
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
@@ -618,7 +632,9 @@ class MetaLabelCorrectionClassifier(ClassifierMixin, BaseEstimator):
 
         Returns ``(X_noisy, y_noisy, X_trusted, y_trusted, noisy_rows)`` where
         ``noisy_rows`` maps the noisy rows back to rows of ``X`` (``None`` when
-        ``X`` holds only noisy rows).
+        ``X`` holds only noisy rows).  With ``meta_mask`` the rows of ``X`` are
+        not copied here: ``X_noisy`` and ``X_trusted`` are ``None`` (``fit``
+        takes them, see :func:`_take_rows`).
         """
         n = len(y)
         if meta_mask is not None and (X_meta is not None or y_meta is not None):
@@ -648,7 +664,7 @@ class MetaLabelCorrectionClassifier(ClassifierMixin, BaseEstimator):
             if mask.all():
                 raise ValueError("meta_mask marks every row as trusted; no noisy rows are left.")
             rows = np.flatnonzero(~mask)
-            return X[~mask], y[~mask], X[mask], y[mask], rows
+            return None, y[~mask], None, y[mask], rows
 
         if X_meta is None:
             if self.meta_fallback == "raise":
@@ -1001,20 +1017,33 @@ class MetaLabelCorrectionClassifier(ClassifierMixin, BaseEstimator):
         self.method_ = get_method(self.method)
         seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
         held = self._held_out_rows(y_n_enc, n_classes, seed)
+        train_on_meta = (
+            self.method_.train_on_meta if self.train_on_meta == "auto" else self.train_on_meta
+        )
+        train_on_meta = train_on_meta or self.method_.requires_trusted_rows
+        X_train = None
+        if X_n is None:  # meta_mask: the rows are taken from X once, as float32
+            is_noisy = np.zeros(len(y), bool)
+            is_noisy[noisy_rows] = True
+            trusted_rows = np.flatnonzero(~is_noisy)
+            if train_on_meta and held is None:
+                # the training set below: the noisy rows then the trusted ones;
+                # X_n and X_t are views of it
+                X_train = _take_rows(X, np.concatenate([noisy_rows, trusted_rows]))
+                X_n, X_t = X_train[: len(noisy_rows)], X_train[len(noisy_rows) :]
+            else:
+                X_n, X_t = _take_rows(X, noisy_rows), _take_rows(X, trusted_rows)
         if held is None:  # no copy of X without early stopping
             fit_rows, X_fit, y_fit = np.arange(len(y_n_enc)), X_n, y_n_enc
         else:
             fit_rows = np.setdiff1d(np.arange(len(y_n_enc)), held)
             X_fit, y_fit = X_n[fit_rows], y_n_enc[fit_rows]
-        train_on_meta = (
-            self.method_.train_on_meta if self.train_on_meta == "auto" else self.train_on_meta
-        )
-        train_on_meta = train_on_meta or self.method_.requires_trusted_rows
         has_trusted_set = X_meta is not None or meta_mask is not None
         pretrain = self._resolve_pretrain_epochs(train_on_meta, has_trusted_set)
         if train_on_meta:
-            # one float32 copy (astype after the concatenation would make a second)
-            X_train = np.concatenate([X_fit, X_t], dtype=np.float32)
+            if X_train is None:  # else taken from X with meta_mask, above
+                # one float32 copy (astype after the concatenation would make a second)
+                X_train = np.concatenate([X_fit, X_t], dtype=np.float32)
             y_train = np.concatenate([y_fit, y_t_enc])
             trusted = np.r_[np.zeros(len(y_fit), bool), np.ones(len(y_t_enc), bool)]
         else:

@@ -81,3 +81,32 @@ def test_fit_and_predict_copy_X_at_most_once(method):
     # ce trains on X as given; glc on X with the trusted rows added (one copy)
     assert fit_peak < (0.4 if method == "ce" else 1.3) * X.nbytes
     assert predict_peak < 0.4 * X.nbytes
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("method", ["ce", "glc"])
+def test_meta_mask_fit_copies_X_once(method, dtype):
+    """With the trusted rows marked by ``meta_mask`` a fit holds one float32 copy
+    of X: the noisy rows (``ce``), or the noisy rows then the trusted ones
+    (``glc``, which trains on them too).  It used to take the noisy rows in X's
+    dtype and then concatenate them with the trusted rows: two copies at once
+    (or three X's worth of float32 bytes with float64 input)."""
+    rng = np.random.RandomState(0)
+    X = rng.normal(size=(20_000, 256)).astype(dtype)
+    y = rng.randint(0, 10, len(X))
+    mask = np.zeros(len(X), bool)
+    mask[rng.choice(len(X), 100, replace=False)] = True
+    before = X.copy()
+    clf = MetaLabelCorrectionClassifier(
+        method=method, max_epochs=1, hidden_layer_sizes=(16,), random_state=0
+    )
+    clf.fit(X[:300], y[:300], meta_mask=mask[:300] | (np.arange(300) < 20))  # imports
+    tracemalloc.start()
+    try:
+        clf.fit(X, y, meta_mask=mask)
+        fit_peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    float32_bytes = X.size * 4
+    assert fit_peak < 1.3 * float32_bytes
+    np.testing.assert_array_equal(X, before)  # the user's array is left alone
