@@ -732,6 +732,11 @@ _TIME_FLOPS = ("s / epoch", "time / ce", "FLOPs / ce")
         ("Stop 40 stopped `mfrw` from running", [("speed_s40_run1.json", _TIME_FLOPS)], None),
         ("Run 18, the 40% case again", [("speed_s40_run2.json", _TIME_FLOPS)], None),
         (
+            "Run 19, the embeddings case for every method",
+            [("speed_s40_embeddings.json", (*_TIME_FLOPS, "samples / s", "peak host MB"))],
+            None,
+        ),
+        (
             "Run 17, `ce` and `mfrw` on the embeddings case",
             [("speed_s40_embeddings_mfrw.json", (*_TIME_FLOPS, "samples / s", "peak host MB"))],
             ("ce", "mfrw"),
