@@ -737,6 +737,11 @@ _TIME_FLOPS = ("s / epoch", "time / ce", "FLOPs / ce")
             None,
         ),
         (
+            "Run 20, the steady state",
+            [("speed_s40_steady.json", _TIME_FLOPS)],
+            ("ce", "mlc", "mslg", "mfrw"),
+        ),
+        (
             "Run 17, `ce` and `mfrw` on the embeddings case",
             [("speed_s40_embeddings_mfrw.json", (*_TIME_FLOPS, "samples / s", "peak host MB"))],
             ("ce", "mfrw"),
