@@ -1023,9 +1023,7 @@ class MetaLabelCorrectionClassifier(ClassifierMixin, BaseEstimator):
         train_on_meta = train_on_meta or self.method_.requires_trusted_rows
         X_train = None
         if X_n is None:  # meta_mask: the rows are taken from X once, as float32
-            is_noisy = np.zeros(len(y), bool)
-            is_noisy[noisy_rows] = True
-            trusted_rows = np.flatnonzero(~is_noisy)
+            trusted_rows = np.setdiff1d(np.arange(len(y)), noisy_rows, assume_unique=True)
             if train_on_meta and held is None:
                 # the training set below: the noisy rows then the trusted ones;
                 # X_n and X_t are views of it
