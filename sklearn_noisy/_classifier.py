@@ -60,6 +60,7 @@ class MetaSetWarning(UserWarning):
 MAX_DENSE_ENTRIES = 100_000_000
 # warmup_epochs="auto": warm-up epochs without a better trusted-set accuracy
 AUTO_WARMUP_PATIENCE = 5
+VALID_BATCH_SIZE = 1024  # the least batch of the net's prediction and validation loader
 
 
 def _densify(X, name):
@@ -92,18 +93,45 @@ def _trusted_better(check):
     )
 
 
-def _take_rows(X, rows, chunk_bytes=1 << 22):
-    """``X[rows]`` as one float32 array, without a full copy in ``X``'s dtype first.
+def _stack_rows(parts, chunk_bytes=1 << 22):
+    """The rows of each ``(array, rows)`` of ``parts``, one after the other, as one
+    float32 array, without a copy of any part in its own dtype first.
 
-    Other dtypes are read in blocks of rows of at most ``chunk_bytes`` (4 MiB).
+    ``rows=None`` takes every row of its array.  Rows are read in blocks of at
+    most ``chunk_bytes`` (4 MiB).
     """
-    if X.dtype == np.float32:
-        return X[rows]
-    out = np.empty((len(rows), X.shape[1]), dtype=np.float32)
-    chunk = max(1, chunk_bytes // max(X.shape[1] * X.itemsize, 1))
-    for start in range(0, len(rows), chunk):
-        out[start : start + chunk] = X[rows[start : start + chunk]]
+    sizes = [len(a) if rows is None else len(rows) for a, rows in parts]
+    out = np.empty((sum(sizes), parts[0][0].shape[1]), dtype=np.float32)
+    at = 0
+    for (array, rows), size in zip(parts, sizes):
+        chunk = max(1, chunk_bytes // max(array.shape[1] * array.itemsize, 1))
+        for start in range(0, size, chunk):
+            stop = min(start + chunk, size)
+            out[at + start : at + stop] = (
+                array[start:stop] if rows is None else array[rows[start:stop]]
+            )
+        at += size
     return out
+
+
+def _predict_rows(net, X, rows, batch_size, block_bytes=1 << 24):
+    """The network's logits for ``X[rows]`` (every row for ``rows=None``), float32, on the CPU.
+
+    Without ``rows`` the loader reads ``X`` batch by batch; with them the rows
+    are taken in blocks of whole batches of at most ``block_bytes`` (16 MiB; the
+    same batches as on ``X[rows]``, so the same logits to the bit), never all at
+    once.  ``batch_size`` is the net's prediction batch.
+    """
+    if rows is None:
+        return net.predict_logits(X)
+    block = batch_size * max(1, block_bytes // max(batch_size * X.shape[1] * 4, 1))
+    logits = None
+    for start in range(0, len(rows), block):
+        piece = net.predict_logits(_stack_rows([(X, rows[start : start + block])]))
+        if logits is None:
+            logits = piece.new_empty((len(rows), piece.shape[1]))
+        logits[start : start + len(piece)] = piece
+    return logits
 
 
 def _resolve_device(device):
@@ -634,7 +662,7 @@ class MetaLabelCorrectionClassifier(ClassifierMixin, BaseEstimator):
         ``noisy_rows`` maps the noisy rows back to rows of ``X`` (``None`` when
         ``X`` holds only noisy rows).  With ``meta_mask`` the rows of ``X`` are
         not copied here: ``X_noisy`` and ``X_trusted`` are ``None`` (``fit``
-        takes them, see :func:`_take_rows`).
+        gathers the rows it trains on, see :func:`_stack_rows`).
         """
         n = len(y)
         if meta_mask is not None and (X_meta is not None or y_meta is not None):
@@ -1021,32 +1049,41 @@ class MetaLabelCorrectionClassifier(ClassifierMixin, BaseEstimator):
             self.method_.train_on_meta if self.train_on_meta == "auto" else self.train_on_meta
         )
         train_on_meta = train_on_meta or self.method_.requires_trusted_rows
-        X_train = None
-        if X_n is None:  # meta_mask: the rows are taken from X once, as float32
+        # the noisy rows as (array, rows): X's rows with meta_mask (not taken from
+        # X yet), else X_n itself; the training set below gathers its rows from
+        # them into one float32 array, and everything else takes views or blocks
+        if X_n is None:
             trusted_rows = np.setdiff1d(np.arange(len(y)), noisy_rows, assume_unique=True)
-            if train_on_meta and held is None:
-                # the training set below: the noisy rows then the trusted ones;
-                # X_n and X_t are views of it
-                X_train = _take_rows(X, np.concatenate([noisy_rows, trusted_rows]))
-                X_n, X_t = X_train[: len(noisy_rows)], X_train[len(noisy_rows) :]
-            else:
-                X_n, X_t = _take_rows(X, noisy_rows), _take_rows(X, trusted_rows)
-        if held is None:  # no copy of X without early stopping
-            fit_rows, X_fit, y_fit = np.arange(len(y_n_enc)), X_n, y_n_enc
+            noisy_source, trusted_part = (X, noisy_rows), (X, trusted_rows)
+        else:
+            noisy_source, trusted_part = (X_n, None), (X_t, None)
+
+        def noisy_part(rows):  # rows: indices into the noisy rows
+            array, source_rows = noisy_source
+            return array, (rows if source_rows is None else source_rows[rows])
+
+        if held is None:
+            fit_rows, y_fit = np.arange(len(y_n_enc)), y_n_enc
+            fit_part = noisy_source
         else:
             fit_rows = np.setdiff1d(np.arange(len(y_n_enc)), held)
-            X_fit, y_fit = X_n[fit_rows], y_n_enc[fit_rows]
+            y_fit = y_n_enc[fit_rows]
+            fit_part = noisy_part(fit_rows)
         has_trusted_set = X_meta is not None or meta_mask is not None
         pretrain = self._resolve_pretrain_epochs(train_on_meta, has_trusted_set)
-        if train_on_meta:
-            if X_train is None:  # else taken from X with meta_mask, above
-                # one float32 copy (astype after the concatenation would make a second)
-                X_train = np.concatenate([X_fit, X_t], dtype=np.float32)
+        if train_on_meta:  # the fitted noisy rows then the trusted ones: one copy
+            X_train = _stack_rows([fit_part, trusted_part])
+            X_fit, X_t = X_train[: len(fit_rows)], X_train[len(fit_rows) :]
             y_train = np.concatenate([y_fit, y_t_enc])
             trusted = np.r_[np.zeros(len(y_fit), bool), np.ones(len(y_t_enc), bool)]
         else:
-            X_train = X_fit.astype(np.float32, copy=False)  # read, never written
-            y_train = y_fit
+            if fit_part[1] is None and fit_part[0].dtype == np.float32:
+                X_train = fit_part[0]  # X as given: read, never written
+            else:
+                X_train = _stack_rows([fit_part])
+            X_fit, y_train = X_train, y_fit
+            if X_t is None:  # meta_mask
+                X_t = _stack_rows([trusted_part])
             trusted = np.zeros(len(y_fit), bool)
 
         reuse_virtual_grad = self._resolve_reuse_virtual_grad()
@@ -1094,7 +1131,7 @@ class MetaLabelCorrectionClassifier(ClassifierMixin, BaseEstimator):
             # skorch's validation loop scores the held-out rows each epoch
             valid = predefined_split(
                 Dataset(
-                    X_n[held].astype(np.float32),
+                    _stack_rows([noisy_part(held)]),
                     encode_targets(y_n_enc[held], np.zeros(len(held), bool)),
                 )
             )
@@ -1131,7 +1168,7 @@ class MetaLabelCorrectionClassifier(ClassifierMixin, BaseEstimator):
                 iterator_train=BatchLoader,
                 iterator_train__shuffle=True,
                 iterator_valid=BatchLoader,
-                iterator_valid__batch_size=max(self.batch_size, 1024),
+                iterator_valid__batch_size=max(self.batch_size, VALID_BATCH_SIZE),
                 train_split=valid,
                 device=device,
                 verbose=self.verbose,
@@ -1176,8 +1213,9 @@ class MetaLabelCorrectionClassifier(ClassifierMixin, BaseEstimator):
             targets = encode_targets(y_train, trusted)
             with config_context(enable_metadata_routing=False):
                 net = self.method_.fit_net(make_net, X_train, targets, meta_batches)
-        # the training copy of X goes before the corrections below allocate theirs
-        del X_train, targets
+        # the training copy of X (X_fit and X_t may be views of it) goes before the
+        # corrections below
+        del X_train, X_fit, X_t, targets
 
         self._check_finite(net)
         if net.interrupted_:
@@ -1201,7 +1239,8 @@ class MetaLabelCorrectionClassifier(ClassifierMixin, BaseEstimator):
         self.pretrain_loss_curve_ = list(net.pretrain_loss_curve_)
         self.pretrain_epochs_ = len(self.pretrain_loss_curve_)
         self._set_early_stopping_attributes(net, held, noisy_rows, len(y))
-        self._set_corrections(net, X_n, y_n_enc, y_t_enc, noisy_rows, len(y), fit_rows, held)
+        logits = _predict_rows(net, *noisy_source, max(self.batch_size, VALID_BATCH_SIZE))
+        self._set_corrections(net, logits, y_n_enc, y_t_enc, noisy_rows, len(y), fit_rows, held)
 
     def _held_out_rows(self, y_n_enc, n_classes, seed):
         """Noisy rows (indices into them) held out for early stopping, or None.
@@ -1241,9 +1280,10 @@ class MetaLabelCorrectionClassifier(ClassifierMixin, BaseEstimator):
         self.validation_mask_ = np.zeros(n_rows, bool)
         self.validation_mask_[held if noisy_rows is None else noisy_rows[held]] = True
 
-    def _set_corrections(self, net, X_n, y_n_enc, y_t_enc, noisy_rows, n_rows, fit_rows, held):
+    def _set_corrections(self, net, logits, y_n_enc, y_t_enc, noisy_rows, n_rows, fit_rows, held):
+        """The corrected labels and the fitted tables, from the network's ``logits``
+        on the noisy rows (all of them, held-out ones included, in order)."""
         n_classes = len(self.classes_)
-        logits = net.predict_logits(X_n.astype(np.float32, copy=False))
         rows = np.arange(len(fit_rows))  # the fitted noisy rows' places in the tables
         with torch.no_grad():
             proba = logits.softmax(1).to(net.device)
@@ -1316,7 +1356,7 @@ class MetaLabelCorrectionClassifier(ClassifierMixin, BaseEstimator):
     def _logits(self, X):
         check_is_fitted(self)
         X = validate_data(self, _densify(X, "X"), reset=False, dtype=[np.float64, np.float32])
-        logits = self.net_.predict_logits(X.astype(np.float32, copy=False)).double()
+        logits = self.net_.predict_logits(X).double()  # float64 X is read batch by batch
         if not torch.isfinite(logits).all():
             raise FloatingPointError(
                 "The network produced non-finite scores for some rows of X (inputs far "

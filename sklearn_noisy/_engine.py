@@ -249,7 +249,11 @@ def flush_denormals(optimizers, table_rows=None):
 
 
 class _Rows(torch.utils.data.Dataset):
-    """A skorch :class:`~skorch.dataset.Dataset` read a whole batch of rows at a time."""
+    """A skorch :class:`~skorch.dataset.Dataset` read a whole batch of rows at a time.
+
+    A float64 ``X`` is read as float32, batch by batch (the networks are
+    float32): predicting on float64 input needs no float32 copy of all of it.
+    """
 
     def __init__(self, dataset):
         self.dataset = dataset
@@ -266,7 +270,11 @@ class _Rows(torch.utils.data.Dataset):
     def __getitem__(self, rows):
         d = self.dataset
         rows = np.asarray(rows)
-        X = self._take(d.X, rows)
+        X = d.X
+        if isinstance(X, np.ndarray) and X.dtype == np.float64:
+            X = self._take(X, rows).float()  # the batch's float32 copy: not all of X
+        else:
+            X = self._take(X, rows)
         if d.y is None:  # skorch's placeholder target, one per row
             return X, torch.zeros(len(rows))
         return X, self._take(d.y, rows)

@@ -8,8 +8,10 @@ import tracemalloc
 
 import numpy as np
 import pytest
+import torch
 
 from sklearn_noisy import MetaLabelCorrectionClassifier
+from sklearn_noisy._classifier import _predict_rows
 from sklearn_noisy.methods import available_methods
 
 N, D, C = 1_000_000, 64, 10
@@ -110,3 +112,84 @@ def test_meta_mask_fit_copies_X_once(method, dtype):
     float32_bytes = X.size * 4
     assert fit_peak < 1.3 * float32_bytes
     np.testing.assert_array_equal(X, before)  # the user's array is left alone
+
+
+@pytest.mark.parametrize("how", ["X_meta", "meta_mask"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("method", ["ce", "glc"])
+def test_early_stopping_fit_copies_X_once(method, dtype, how):
+    """With ``early_stopping`` a fit holds one float32 copy of X: the fitted
+    noisy rows (then the trusted ones for ``glc``), with the held-out rows
+    beside them.  It used to take the fitted rows in X's dtype and then
+    concatenate them with the trusted rows, and cast all noisy rows to
+    float32 again for the corrections: 2.1-3.1 float32 copies of X."""
+    rng = np.random.RandomState(0)
+    X = rng.normal(size=(20_000, 256)).astype(dtype)
+    y = rng.randint(0, 10, len(X))
+    if how == "X_meta":
+        X_meta = rng.normal(size=(100, 256)).astype(dtype)
+        trusted = {"X_meta": X_meta, "y_meta": np.repeat(np.arange(10), 10)}
+        first = trusted
+    else:
+        mask = np.zeros(len(X), bool)
+        mask[rng.choice(len(X), 100, replace=False)] = True
+        trusted = {"meta_mask": mask}
+        first = {"meta_mask": mask[:300] | (np.arange(300) < 20)}
+    before = X.copy()
+    clf = MetaLabelCorrectionClassifier(
+        method=method,
+        max_epochs=1,
+        hidden_layer_sizes=(16,),
+        early_stopping=True,
+        random_state=0,
+    )
+    clf.fit(X[:300], y[:300], **first)  # the modules a fit imports on first use
+    tracemalloc.start()
+    try:
+        clf.fit(X, y, **trusted)
+        fit_peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert clf.validation_mask_.sum() > 0  # rows were held out
+    assert fit_peak < 1.3 * X.size * 4
+    np.testing.assert_array_equal(X, before)
+
+
+def test_predict_proba_on_float64_X_copies_none_of_it():
+    """Float64 input is read as float32 batch by batch: ``predict_proba`` used to
+    cast all of X first (half of X's bytes)."""
+    rng = np.random.RandomState(0)
+    X = rng.normal(size=(20_000, 256))
+    y = rng.randint(0, 10, len(X))
+    clf = MetaLabelCorrectionClassifier(
+        method="ce", max_epochs=1, hidden_layer_sizes=(16,), random_state=0
+    )
+    clf.fit(X[:2000], y[:2000], X_meta=X[-100:], y_meta=np.repeat(np.arange(10), 10))
+    expected = clf.predict_proba(X.astype(np.float32))
+    clf.predict_proba(X[:10])
+    tracemalloc.start()
+    try:
+        proba = clf.predict_proba(X)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    np.testing.assert_array_equal(proba, expected)
+    assert peak < 0.2 * X.nbytes
+
+
+def test_noisy_rows_predicted_in_blocks_give_the_same_logits():
+    """The corrections predict the noisy rows of a ``meta_mask`` fit block by
+    block (whole prediction batches), never taking all of them from X at once:
+    the logits are those of one call on all the rows, to the bit."""
+    rng = np.random.RandomState(0)
+    X = rng.normal(size=(5000, 32))
+    y = rng.randint(0, 4, len(X))
+    mask = np.zeros(len(X), bool)
+    mask[:40] = True
+    clf = MetaLabelCorrectionClassifier(method="ce", max_epochs=1, random_state=0)
+    clf.fit(X, y, meta_mask=mask)
+    rows = np.flatnonzero(~mask)[::-1].copy()
+    whole = clf.net_.predict_logits(X[rows].astype(np.float32))
+    # 1024-row batches, blocks of two batches: three blocks, the last one short
+    blocks = _predict_rows(clf.net_, X, rows, 1024, block_bytes=2 * 1024 * 32 * 4)
+    assert torch.equal(blocks, whole)
