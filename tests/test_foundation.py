@@ -8,6 +8,7 @@ import torch
 
 from sklearn_noisy import MetaLabelCorrectionClassifier
 from sklearn_noisy.methods import MLC, MSLG, get_method
+from sklearn_noisy.methods.mlc import _TransitionLogits
 from sklearn_noisy.modules import MLP
 
 EPOCHS = 40
@@ -60,6 +61,25 @@ def test_mlc_learns_a_dominant_flatter_transition_matrix(fitted, pair40):
     target = off[np.arange(10), (np.arange(10) + 1) % 10]
     others = (off.sum(1) - target) / 8
     assert (target > others).mean() >= 0.7
+
+
+def test_mlc_projection_raises_only_the_dominated_diagonal_logits():
+    """After each meta step MLC raises a diagonal logit below its row's largest
+    off-diagonal one to that value; every other logit stays to the bit."""
+    layer = _TransitionLogits(6, 0.5)
+    with torch.no_grad():
+        layer.weight.copy_(torch.randn(6, 6, generator=torch.Generator().manual_seed(0)))
+        layer.weight.diagonal()[:3] += 5.0  # rows 0-2 dominant already
+    before = layer.weight.detach().clone()
+    off = before.masked_fill(torch.eye(6, dtype=torch.bool), -torch.inf).amax(1)
+    assert (before.diagonal()[3:] < off[3:]).any()  # something to raise
+    layer.make_diagonally_dominant()
+    after = layer.weight.detach()
+    assert torch.equal(after.diagonal(), torch.maximum(before.diagonal(), off))
+    eye = torch.eye(6, dtype=torch.bool)
+    assert torch.equal(after[~eye], before[~eye])
+    T = layer.log_T().exp()
+    assert (T.diagonal() >= T.masked_fill(eye, 0).amax(1)).all()
 
 
 def test_glc_transition_matrix_has_the_pair_structure(fitted, pair40):
