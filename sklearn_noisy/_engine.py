@@ -948,14 +948,20 @@ class BiLevelNet(NeuralNet):
         self.method.on_epoch_begin(self)
 
     def _accumulate(self, name, value, weight):
-        total, w = self._epoch_sums.get(name, (0.0, 0))
-        self._epoch_sums[name] = (total + value * weight, w + weight)
+        """Add a mean ``value`` over ``weight`` rows to the epoch's ``name``."""
+        self._accumulate_total(name, value * weight, weight)
+
+    def _accumulate_total(self, name, total, weight):
+        """Add a sum ``total`` over ``weight`` rows (numbers or tensors: no sync)."""
+        old_total, old_weight = self._epoch_sums.get(name, (0.0, 0))
+        self._epoch_sums[name] = (old_total + total, old_weight + weight)
 
     def on_epoch_end(self, net, **kwargs):
         self.method.on_epoch_end(self)
         for name, (total, weight) in self._epoch_sums.items():
-            value = total / weight
-            self.history.record(name, float(value.item() if torch.is_tensor(value) else value))
+            total, weight = (float(v.item() if torch.is_tensor(v) else v) for v in (total, weight))
+            if weight:  # e.g. no noisy row in the epoch: nothing to record
+                self.history.record(name, total / weight)
         super().on_epoch_end(net, **kwargs)
 
     def __getstate__(self):
@@ -1105,12 +1111,12 @@ class BiLevelNet(NeuralNet):
         with torch.no_grad():
             logits = logits.detach()
             self.method.after_step(self, logits, y, idx)
+            # counts kept as tensors: no host-device sync on a step (a batch of
+            # trusted rows only adds 0 of 0; the epoch's share is read at its end)
             noisy = ~trusted
-            n_noisy = noisy.sum()
-            if bool(n_noisy > 0):
-                corrected = self.method.correct(self, logits.softmax(1), y, idx)
-                changed = ((corrected.argmax(1) != y) & noisy).sum() / n_noisy
-                self._accumulate("labels_changed", changed, int(n_noisy))
+            corrected = self.method.correct(self, logits.softmax(1), y, idx)
+            changed = ((corrected.argmax(1) != y) & noisy).sum()
+            self._accumulate_total("labels_changed", changed, noisy.sum())
         return {"loss": loss.detach(), "y_pred": logits}
 
     def _adam_from_lookahead(self, reused, versions):

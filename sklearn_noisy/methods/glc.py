@@ -16,6 +16,22 @@ class _GLCState(nn.Module):
         super().__init__()
         self.register_buffer("T", torch.eye(n_classes))
         self.register_buffer("corrected", torch.zeros((), dtype=torch.bool))
+        # the buffer's value as a Python flag: read on every step, and reading a
+        # GPU tensor would wait for the device
+        self.stage_two = False
+
+    def set_corrected(self):
+        self.corrected.fill_(True)
+        self.stage_two = True
+
+    def __setstate__(self, state):  # a state pickled before the flag existed
+        super().__setstate__(state)
+        if "stage_two" not in self.__dict__:
+            self.stage_two = bool(self.corrected)
+
+    def _load_from_state_dict(self, *args, **kwargs):
+        super()._load_from_state_dict(*args, **kwargs)
+        self.stage_two = bool(self.corrected)
 
 
 @register
@@ -74,11 +90,11 @@ class GLC(MetaMethod):
         return _GLCState(info.n_classes)
 
     def trusted_weight(self, net):
-        return 1.0 if bool(net.meta_module_.corrected) else 0.0
+        return 1.0 if net.meta_module_.stage_two else 0.0
 
     def train_loss(self, net, forward, X, y, idx, *, virtual):
         state = net.meta_module_
-        if not bool(state.corrected):  # stage 1: plain cross-entropy on the labels
+        if not state.stage_two:  # stage 1: plain cross-entropy on the labels
             return super().train_loss(net, forward, X, y, idx, virtual=virtual)
         logits = forward(X)
         return forward_corrected_nll(logits, state.T.clamp_min(1e-12).log(), y), logits
@@ -108,6 +124,6 @@ class GLC(MetaMethod):
         second.initialize()
         second.module_.load_state_dict(init_state)
         second.meta_module_.T.copy_(torch.as_tensor(T, dtype=torch.float32))
-        second.meta_module_.corrected.fill_(True)
+        second.meta_module_.set_corrected()
         second.partial_fit(X, targets, meta_batches=meta_batches)
         return second
