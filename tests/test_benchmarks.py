@@ -741,6 +741,8 @@ _TIME_FLOPS = ("s / epoch", "time / ce", "FLOPs / ce")
             [("speed_s40_steady.json", _TIME_FLOPS)],
             ("ce", "mlc", "mslg", "mfrw"),
         ),
+        # stop 41: run 21 (40%)
+        ("Run 21, the 40% case at 0dac730", [("speed_s41_run1.json", _TIME_FLOPS)], None),
         (
             "Run 17, `ce` and `mfrw` on the embeddings case",
             [("speed_s40_embeddings_mfrw.json", (*_TIME_FLOPS, "samples / s", "peak host MB"))],
