@@ -743,6 +743,12 @@ _TIME_FLOPS = ("s / epoch", "time / ce", "FLOPs / ce")
         ),
         # stop 41: run 21 (40%)
         ("Run 21, the 40% case at 0dac730", [("speed_s41_run1.json", _TIME_FLOPS)], None),
+        # stop 42: runs 22 and 23 (40%), the section's latest table
+        (
+            "Latest: runs 22 and 23",
+            [("speed_s42_run1.json", _TIME_FLOPS), ("speed_s42_run2.json", _TIME_FLOPS[:2])],
+            None,
+        ),
         (
             "Run 17, `ce` and `mfrw` on the embeddings case",
             [("speed_s40_embeddings_mfrw.json", (*_TIME_FLOPS, "samples / s", "peak host MB"))],
