@@ -749,6 +749,12 @@ _TIME_FLOPS = ("s / epoch", "time / ce", "FLOPs / ce")
             [("speed_s42_run1.json", _TIME_FLOPS), ("speed_s42_run2.json", _TIME_FLOPS[:2])],
             None,
         ),
+        ("Run 24, heavy noise at a2a1bbf", [("speed_s42_heavy.json", _TIME_FLOPS)], None),
+        (
+            "Run 25, the embeddings case for every method at a2a1bbf",
+            [("speed_s42_embeddings.json", (*_TIME_FLOPS, "samples / s", "peak host MB"))],
+            None,
+        ),
         (
             "Run 17, `ce` and `mfrw` on the embeddings case",
             [("speed_s40_embeddings_mfrw.json", (*_TIME_FLOPS, "samples / s", "peak host MB"))],
