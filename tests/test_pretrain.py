@@ -111,6 +111,26 @@ def test_pretraining_leaves_the_meta_batches_as_they_were():
         assert torch.equal(Xa, Xb) and torch.equal(ya, yb)
 
 
+def test_meta_batches_keep_each_row_with_its_label():
+    """Every meta batch (endless, and the pre-training's passes) holds whole trusted
+    rows with their own labels, no row twice within one pass over the set."""
+    X = np.arange(30 * 4, dtype=np.float64).reshape(30, 4)
+    y = np.arange(30)  # the label names the row
+    rows = torch.as_tensor(X, dtype=torch.float32)
+    meta = MetaBatches(X, y, 8, "cpu", seed=1)
+    for _ in range(2):  # two passes: three full batches of 8 each (6 rows left out)
+        seen = []
+        for _ in range(3):
+            Xb, yb = next(meta)
+            assert Xb.shape == (8, 4) and yb.dtype == torch.int64
+            assert torch.equal(Xb, rows[yb])
+            seen += yb.tolist()
+        assert len(set(seen)) == 24
+    for batches in meta.epochs(2, 7):
+        for Xb, yb in batches:
+            assert torch.equal(Xb, rows[yb])
+
+
 def test_pretraining_helps_mfrw_at_heavy_noise(sym80):
     """Digits at 80% symmetric noise: the trusted model is a far better start than
     one trained on labels 80% wrong (seed 0, 20 epochs: 0.928 against 0.848)."""
