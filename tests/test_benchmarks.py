@@ -378,6 +378,72 @@ def test_accuracy_starts_the_seeds_where_asked():
     assert {r["seed"] for r in report["runs"]} == {4}
 
 
+@pytest.fixture(scope="module")
+def label_dynamics(tmp_path_factory):
+    return _run("label_dynamics", tmp_path_factory)
+
+
+def test_label_dynamics_records_every_epoch_and_the_meta_phase(label_dynamics):
+    report, out = label_dynamics
+    (run,) = report["runs"]
+    epochs = run["epochs"]
+    assert [e["epoch"] for e in epochs] == [1, 2, 3, 4]
+    # mslg warms up before its meta steps: no look-ahead accuracy then, one after
+    has_meta = [e["meta_acc"] is not None for e in epochs]
+    assert not has_meta[0] and has_meta[-1] and has_meta == sorted(has_meta)
+    assert run["first_meta_epoch"] == epochs[has_meta.index(True)]
+    # the labels start as given, and the last epoch's corrections are the fitted
+    # model's own (mslg's label table; rows read in the wrong order would differ)
+    assert epochs[0]["corrected_label_accuracy"] == run["noisy_label_accuracy"]
+    assert run["last_epoch"]["corrected_label_accuracy"] == run["corrected_label_accuracy"]
+    assert run["corrected_label_accuracy"] != run["noisy_label_accuracy"]
+    assert "| digits instance 0.4, mslg | 1 | 0.600 |" in out
+
+
+def test_label_dynamics_leaves_the_fit_as_users_get_it():
+    """Reading the network every epoch moves no random state: the fit is the plain one."""
+    from sklearn_noisy import MetaLabelCorrectionClassifier
+    from sklearn_noisy.datasets import make_noisy_case
+
+    mod = _script_module("label_dynamics")
+    settings = {"method": "mslg", "epochs": 4, "device": "cpu"}
+    run = mod.run_one("digits", "symmetric", 0.4, 1, settings)
+    case = make_noisy_case("digits", kind="symmetric", rate=0.4, seed=1)
+    clf = MetaLabelCorrectionClassifier(method="mslg", max_epochs=4, random_state=1)
+    clf.fit(case.X, case.y_noisy, X_meta=case.X_meta, y_meta=case.y_meta)
+    assert run["test_accuracy"] == clf.score(case.X_test, case.y_test)
+    assert run["corrected_label_accuracy"] == np.mean(clf.corrected_labels_ == case.y_true)
+
+
+def test_label_dynamics_finds_the_linear_model_in_instance_noise():
+    """Instance noise flips the rows of smallest margin under a logistic regression to
+    its most likely other class: where that model is right on fewer rows than are
+    kept, every flipped row carries its prediction; where it is right on every row,
+    none does."""
+    from types import SimpleNamespace
+
+    from sklearn_noisy.noise import make_noisy_labels
+
+    mod = _script_module("label_dynamics")
+    rng = np.random.RandomState(0)
+    y = np.arange(800) % 4
+    scales = 10.0 ** np.arange(-2, 4)  # features of unlike scales: the model standardises
+    cases = [
+        (rng.normal(size=(800, 6)) * scales, True),
+        ((8.0 * np.eye(6)[y] + rng.normal(size=(800, 6))) * scales, False),
+    ]
+    for X, poor in cases:
+        y_noisy, _ = make_noisy_labels(y, kind="instance", rate=0.4, X=X, random_state=0)
+        case = SimpleNamespace(X=X, y_true=y, y_noisy=y_noisy)
+        linear_acc, given_is_linear = mod.linear_labels(case)
+        if poor:  # labels unrelated to X
+            assert linear_acc < 0.5
+            assert given_is_linear == pytest.approx(0.4 + linear_acc)
+        else:  # separable classes
+            assert linear_acc == 1.0
+            assert given_is_linear == pytest.approx(0.6)
+
+
 def test_cuda_roundtrip_script_checks_what_it_wrote(tmp_path, capsys):
     """The GPU check's pickle round trip, both halves on CPU: every method loads and
     predicts what it predicted when saved, and a changed prediction is caught."""
