@@ -25,8 +25,9 @@ case and seed of the accuracy benchmark (the same splits, from
   only after the fit).
 
 The per-epoch figures are in the ``--json`` report; ``--report A.json B.json``
-prints the table of runs spread over processes, fitting nothing.  ``--quick``
-runs one small configuration in a few seconds (used by the tests).
+prints the table of runs spread over processes, fitting nothing (and with
+``--json`` writes them as one report).  ``--quick`` runs one small
+configuration in a few seconds (used by the tests).
 """
 
 from __future__ import annotations
@@ -212,7 +213,15 @@ def main(argv=None):
                 reports.append(json.load(fh))
         runs = [run for report in reports for run in report["runs"]]
         print(table(runs))
-        return {"reports": reports, "runs": runs}
+        merged = {
+            "machine": reports[0]["machine"],
+            "settings": [report["settings"] for report in reports],
+            "runs": runs,
+        }
+        if args.json:
+            with open(args.json, "w") as fh:
+                json.dump(merged, fh, indent=1)
+        return merged
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.quick:

@@ -400,6 +400,20 @@ def test_label_dynamics_records_every_epoch_and_the_meta_phase(label_dynamics):
     assert "| digits instance 0.4, mslg | 1 | 0.600 |" in out
 
 
+def test_label_dynamics_merges_reports(label_dynamics, tmp_path, capsys):
+    report, out = label_dynamics
+    mod = _script_module("label_dynamics")
+    paths = [tmp_path / "a.json", tmp_path / "b.json"]
+    second = {**report, "runs": [{**report["runs"][0], "seed": 7}]}
+    paths[0].write_text(json.dumps(report))
+    paths[1].write_text(json.dumps(second))
+    merged = mod.main(["--report", *map(str, paths), "--json", str(tmp_path / "m.json")])
+    assert json.loads((tmp_path / "m.json").read_text()) == merged
+    assert [run["seed"] for run in merged["runs"]] == [0, 7]
+    # one row for the case, over both runs
+    assert "| digits instance 0.4, mslg | 2 | 0.600 |" in capsys.readouterr().out
+
+
 def test_label_dynamics_leaves_the_fit_as_users_get_it():
     """Reading the network every epoch moves no random state: the fit is the plain one."""
     from sklearn_noisy import MetaLabelCorrectionClassifier
@@ -725,6 +739,23 @@ def test_readme_accuracy_tables_are_the_reference_reports(section):
                 assert shown[heading] == rows, f"{section}: {heading!r} differs from {name}"
                 compared += per_dataset
     assert compared  # at least one dataset's table was compared
+
+
+def test_readme_label_dynamics_table_is_its_reports():
+    """The table of the README's instance-noise section is what
+    ``label_dynamics.py --report`` prints from the reports the section names."""
+    section = "What the labels are at instance noise, and what the corrections do to them"
+    readme = (BENCH / "README.md").read_text()
+    start = readme.index(f"\n### {section} (stop 43)\n")
+    end = readme.find("\n### ", start + 1)
+    (shown,) = _markdown_tables(readme[start:end]).values()
+    names = ["mnist1d", "mnist_digits", "mnist1d_methods"]
+    runs = []
+    for name in names:
+        path = BENCH / "reference" / f"label_dynamics_{name}.json"
+        assert f"(reference/{path.name})" in readme[start:end]
+        runs += json.loads(path.read_text())["runs"]
+    assert shown == _script_module("label_dynamics").table(runs).splitlines()
 
 
 def test_top_readme_method_table_is_the_reference_report():
