@@ -1151,6 +1151,7 @@ class MetaLabelCorrectionClassifier(ClassifierMixin, BaseEstimator):
             label_accuracy=(fit_check or {}).get("estimated_label_accuracy"),
             heavy_noise=heavy_noise,
             trusted_accuracy=(fit_check or {}).get("trusted_cv_accuracy"),
+            default_warmup=self.warmup_epochs is None and not auto_warmup and not pretrain,
         )
         optimizer_params = {
             f"optimizer__{k}": v

@@ -125,6 +125,11 @@ class TrainInfo:
         That check's cross-validated accuracy of a network trained on the
         trusted rows alone (``trusted_cv_accuracy``); ``None`` when no check
         ran.  ``tmlc`` reads it with ``heavy_noise`` (its sharpening).
+    default_warmup : bool
+        Whether the warm-up is the method's fixed default: the classifier's
+        ``warmup_epochs=None`` with neither the automatic warm-up nor a
+        pre-training.  ``mslg`` lengthens only such a warm-up where the noise
+        is learnable.
     """
 
     n_samples: int
@@ -135,6 +140,7 @@ class TrainInfo:
     label_accuracy: float | None = None
     heavy_noise: bool = False
     trusted_accuracy: float | None = None
+    default_warmup: bool = False
 
 
 class MetaBatches:
@@ -1126,6 +1132,13 @@ class BiLevelNet(NeuralNet):
             corrected = self.method.correct(self, logits.softmax(1), y, idx)
             changed = ((corrected.argmax(1) != y) & noisy).sum()
             self._accumulate_total("labels_changed", changed, noisy.sum())
+            if self.epoch_ == 0 and self.method.checks_noise_pattern and not self.pretrain_epochs:
+                # the batch's predictions before its step: see MetaMethod.checks_noise_pattern
+                hit = logits.argmax(1) == y
+                self._accumulate_total("given_label_agreement", (hit & noisy).sum(), noisy.sum())
+                self._accumulate_total(
+                    "trusted_label_agreement", (hit & trusted).sum(), trusted.sum()
+                )
         return {"loss": loss.detach(), "y_pred": logits}
 
     def _adam_from_lookahead(self, reused, versions):

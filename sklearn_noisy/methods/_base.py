@@ -64,6 +64,7 @@ __all__ = [
     "remember",
     "recall",
     "saturation_excess",
+    "learnable_noise_check",
 ]
 
 #: The share of right labels, as the trusted-set check estimates it with chance
@@ -77,6 +78,12 @@ __all__ = [
 #: (``benchmarks/HISTORY.md``, "Stop 29: heavy noise read from the
 #: chance-corrected estimate").
 HEAVY_NOISE_BELOW = 0.25
+
+#: The first epoch's agreement with the given labels must exceed its accuracy on
+#: the trusted rows by at least this much, and by ``LEARNABLE_NOISE_Z`` standard
+#: errors, for :func:`learnable_noise_check` to find the noise learnable.
+LEARNABLE_NOISE_MARGIN = 0.05
+LEARNABLE_NOISE_Z = 1.645  # a one-sided test at 5%
 
 _REGISTRY: dict[str, type] = {}
 
@@ -161,6 +168,45 @@ def saturation_excess(z, margin):
     the meta parameters freeze there; this term pulls them back.
     """
     return (z.abs() - margin).clamp_min(0.0).pow(2)
+
+
+def learnable_noise_check(given_hits, n_noisy, trusted_hits, n_trusted):
+    """Whether the network learns the given labels sooner than the true ones.
+
+    From the first epoch of training, before each batch's step (so every row is
+    predicted by a network that has not yet trained on it in this fit):
+    ``given_hits`` of the ``n_noisy`` noisy rows' predictions equal their given
+    label, ``trusted_hits`` of the ``n_trusted`` trusted rows' their (true) label.
+
+    Under class-conditional noise a network that learns the true labels agrees
+    with the given ones *less* often than it is right: with symmetric noise at
+    rate ``r`` over ``C`` classes and accuracy ``acc``, the agreement is
+    ``(1 - r) acc + r (1 - acc) / (C - 1)``, below ``acc`` wherever ``acc > 1/C``.
+    Agreement well above the trusted accuracy says that the wrong labels follow
+    a pattern in the features that the network picks up before the true labels
+    (``benchmarks/README.md``, "What the labels are at instance noise": on
+    ``mnist1d``'s instance noise the flipped labels are a linear model's
+    predictions), and that corrections built on the network's own predictions
+    are then moved by that pattern.  The noise is called learnable when the
+    agreement exceeds the trusted accuracy by more than
+    ``LEARNABLE_NOISE_MARGIN`` and by more than ``LEARNABLE_NOISE_Z`` standard
+    errors of the difference (each share a binomial proportion).
+
+    Returns a dict: ``given_label_agreement``, ``trusted_accuracy``, ``z`` and
+    ``learnable``; ``None`` when either count is zero.
+    """
+    if not n_noisy or not n_trusted:
+        return None
+    a = float(given_hits) / float(n_noisy)
+    t = float(trusted_hits) / float(n_trusted)
+    se = float(np.sqrt(a * (1.0 - a) / n_noisy + t * (1.0 - t) / n_trusted))
+    z = (a - t) / se if se > 0 else (np.inf if a > t else 0.0)
+    return {
+        "given_label_agreement": a,
+        "trusted_accuracy": t,
+        "z": float(z),
+        "learnable": bool(a - t > LEARNABLE_NOISE_MARGIN and z > LEARNABLE_NOISE_Z),
+    }
 
 
 def remember(net, key, anchor, value):
@@ -254,6 +300,14 @@ class MetaMethod(BaseEstimator):
         where it says that the trusted rows alone predict better than the
         labels are right (the method's fixed warm-up otherwise): ``True`` for
         ``mslg``.
+    checks_noise_pattern : bool
+        Whether the engine counts, over the first epoch, how often the
+        network's predictions (before each batch's step) equal the noisy rows'
+        given labels and the trusted rows' labels, and records the shares in
+        that epoch's history row (``given_label_agreement``,
+        ``trusted_label_agreement``) for :func:`learnable_noise_check`.  Not
+        after a pre-training, which has trained on the trusted rows.  ``True``
+        for ``mslg``.
     heavy_noise_settings : dict
         What the classifier's settings left at ``None`` resolve to instead of
         the defaults above where the trusted-set check estimates fewer than
@@ -296,6 +350,7 @@ class MetaMethod(BaseEstimator):
     default_pretrain_epochs = 0
     pretraining_replaces_warmup = False
     default_warmup_check = False
+    checks_noise_pattern = False
     heavy_noise_settings: Mapping = MappingProxyType({})
     heavy_noise_leans_on_trusted_model = False
 

@@ -6,7 +6,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._base import MetaMethod, meta_gradient, register
+from ._base import MetaMethod, learnable_noise_check, meta_gradient, register
+
+#: Where the noise is learnable (``learnable_noise="auto"``): the largest label
+#: step, and the share of ``max_epochs`` of a fixed default warm-up.
+LEARNABLE_NOISE_MAX_STEP = 1.0
+LEARNABLE_NOISE_WARMUP_FRACTION = 0.6
 
 
 class _LabelLogits(nn.Module):
@@ -15,6 +20,8 @@ class _LabelLogits(nn.Module):
     def __init__(self, y, n_classes, K):
         super().__init__()
         self.weight = nn.Parameter(float(K) * F.one_hot(y, n_classes).float())
+        # the learnable-noise check after the first epoch (None until it ran)
+        self.noise_check = None
 
     def rows(self, idx, sparse):
         """``y^d[idx]``; with ``sparse`` the gradient w.r.t. the table is a sparse tensor."""
@@ -131,6 +138,36 @@ class MSLG(MetaMethod):
     the warm-up is the fixed one, since the trusted rows are no longer held
     out.
 
+    **Smaller label steps where the noise is learnable** (``learnable_noise=
+    "auto"``; our choice, not in the paper).  After the first epoch (plain
+    training in the warm-up) the fit compares how often the network's
+    predictions, taken before each batch's step, equal the noisy rows' given
+    labels and the trusted rows' labels
+    (:func:`~sklearn_noisy.methods._base.learnable_noise_check`).  Under
+    class-conditional noise the first share is the lower one; where it is
+    higher by more than 0.05 and by more than 1.645 standard errors, the wrong
+    labels follow a pattern of the features that the network learns before the
+    true labels, and the label table, moved by that network's gradients, drifts
+    away from the truth: on ``mnist1d``'s instance noise (whose flipped labels
+    are a linear model's predictions) the table fell from 0.600 to 0.495
+    right, on every one of 18 seeds, while on MNIST's and digits' instance
+    noise it rose to 0.80 and 0.87 (``benchmarks/README.md``, "What the
+    labels are at instance noise").  There the label steps are capped at
+    ``min(max_step, 1.0)`` and a fixed default warm-up lasts 60% of
+    ``max_epochs`` instead of ``warmup_fraction`` (the automatic warm-up and
+    a warm-up the classifier was given are left as they are; the fitted
+    ``warmup_epochs_`` is the warm-up run).  The settings
+    are stop 32's, chosen then on seeds 0-8 of that case; checked on new
+    splits, seeds 12-29: test accuracy 0.376 -> 0.387, against 0.383 for
+    ``ce`` on the noisy and trusted rows (``benchmarks/HISTORY.md``,
+    "Stop 43: ``mslg``'s smaller label steps where the noise is learnable").
+    On the benchmark's other 20 cases the check finds no learnable noise
+    (seeds 0-2; on ``mnist1d``'s other cases seeds 0-11), so their fits are
+    unchanged.  The check and what it decided are in the classifier's
+    ``learnable_noise_check_`` (``None`` where it did not run: no trusted rows
+    in the training batches, ``train_on_meta=False``, or a pre-training);
+    the first epoch's two shares are also in ``history_``.
+
     Parameters
     ----------
     K : float, default=5.0
@@ -146,6 +183,10 @@ class MSLG(MetaMethod):
         Share of ``max_epochs`` trained with plain cross-entropy before the
         meta steps start, when the classifier's ``warmup_epochs`` is ``None``
         (with the automatic warm-up, its cap).
+    learnable_noise : {"auto", False}, default="auto"
+        ``"auto"``: smaller label steps and a longer fixed warm-up where the
+        check after the first epoch finds the noise learnable (see above);
+        ``False``: no check.
 
     Examples
     --------
@@ -168,6 +209,7 @@ class MSLG(MetaMethod):
     default_warmup_check = True  # see "A warm-up that ends when memorisation starts"
     default_reuse_virtual_grad = True  # where entropy_weight=0 (see the classifier)
     actual_loss_only_logged = True  # see MetaMethod
+    checks_noise_pattern = True  # see "Smaller label steps where the noise is learnable"
 
     def __init__(
         self,
@@ -176,12 +218,14 @@ class MSLG(MetaMethod):
         max_step=3.0,
         entropy_weight=0.0,
         warmup_fraction=0.4,
+        learnable_noise="auto",
     ):
         self.K = K
         self.label_lr = label_lr
         self.max_step = max_step
         self.entropy_weight = entropy_weight
         self.warmup_fraction = warmup_fraction
+        self.learnable_noise = learnable_noise
 
     def default_warmup(self, max_epochs):
         return int(round(self.warmup_fraction * max_epochs))
@@ -192,7 +236,40 @@ class MSLG(MetaMethod):
     def build(self, net, info):
         if not self.label_lr > 0:
             raise ValueError(f"label_lr must be positive; got {self.label_lr!r}.")
+        if self.learnable_noise not in ("auto", False):
+            raise ValueError(
+                f"learnable_noise must be 'auto' or False; got {self.learnable_noise!r}."
+            )
         return _LabelLogits(info.y, info.n_classes, self.K)
+
+    def on_epoch_begin(self, net):
+        # the first epoch's row is complete once the second begins
+        if self.learnable_noise != "auto" or len(net.history) != 2:
+            return
+        row = net.history[-2]
+        if "given_label_agreement" not in row or "trusted_label_agreement" not in row:
+            return  # no trusted rows in the batches, or a pre-training
+        # an epoch predicts every training row once: the counts are the table's
+        n_trusted = int(net.train_info.trusted.sum())
+        n_noisy = int(net.train_info.n_samples) - n_trusted
+        check = learnable_noise_check(
+            row["given_label_agreement"] * n_noisy,
+            n_noisy,
+            row["trusted_label_agreement"] * n_trusted,
+            n_trusted,
+        )
+        if check is None:
+            return
+        check["max_step"] = self.max_step  # the cap of the label steps from now on
+        check["longer_warmup"] = False
+        if check["learnable"]:
+            cap = LEARNABLE_NOISE_MAX_STEP
+            check["max_step"] = cap if self.max_step is None else min(self.max_step, cap)
+            if net.train_info.default_warmup:
+                longer = int(round(LEARNABLE_NOISE_WARMUP_FRACTION * net.max_epochs))
+                check["longer_warmup"] = longer > int(net.warmup_epochs)
+                net.warmup_epochs = max(int(net.warmup_epochs), longer)
+        net.meta_module_.noise_check = check
 
     def train_loss(self, net, forward, X, y, idx, *, virtual):
         logits = forward(X)
@@ -221,10 +298,16 @@ class MSLG(MetaMethod):
                 rows = grad.abs().sum(1).nonzero().squeeze(1)
                 values = grad[rows]
             step = -self.label_lr * values
-            if self.max_step is not None:
+            check = net.meta_module_.noise_check
+            max_step = self.max_step if check is None else check["max_step"]
+            if max_step is not None:
                 norm = step.norm(dim=1).max()
-                step = step * (self.max_step / norm.clamp_min(1e-12)).clamp(max=1.0)
+                step = step * (max_step / norm.clamp_min(1e-12)).clamp(max=1.0)
             weight.index_add_(0, rows, step)
 
     def correct(self, net, proba, y, idx):
         return net.meta_module_.weight[idx].softmax(1).to(proba.dtype)
+
+    def fitted_attributes(self, net, rows):
+        check = getattr(net.meta_module_, "noise_check", None)  # older pickles lack it
+        return {"learnable_noise_check_": None if check is None else dict(check)}
