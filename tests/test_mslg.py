@@ -197,7 +197,8 @@ def test_learnable_noise_caps_the_label_steps_and_lengthens_the_warm_up(linear_n
     assert check["given_label_agreement"] == pytest.approx(first["given_label_agreement"])
     assert check["trusted_accuracy"] == pytest.approx(first["trusted_label_agreement"])
     assert check["given_label_agreement"] > check["trusted_accuracy"] + 0.05
-    assert check["learnable"] and check["max_step"] == 1.0 and check["longer_warmup"]
+    assert check["learnable"] and check["corrects_less"]
+    assert check["max_step"] == 1.0 and check["longer_warmup"]
     assert clf.warmup_epochs_ == 3  # 60% of 5 epochs instead of 40%
     assert "given_label_agreement" not in clf.history_[1]  # the first epoch only
     # the label table moves in the meta epochs only, and never by more than 1.0 a step
@@ -209,15 +210,23 @@ def test_learnable_noise_caps_the_label_steps_and_lengthens_the_warm_up(linear_n
     low = _fit(MSLG(max_step=0.5), linear_noise, max_epochs=5)
     assert low.learnable_noise_check_["max_step"] == 0.5 and low.warmup_epochs_ == 3
     given = _fit("mslg", linear_noise, max_epochs=5, warmup_epochs=2)
-    assert given.learnable_noise_check_["learnable"] and given.warmup_epochs_ == 2
+    assert given.learnable_noise_check_["corrects_less"] and given.warmup_epochs_ == 2
     assert not given.learnable_noise_check_["longer_warmup"]
+    # with the automatic warm-up the trusted rows are the better reference: no change
+    auto = _fit("mslg", linear_noise, max_epochs=5, warmup_epochs="auto")
+    assert auto.learnable_noise_check_["learnable"]
+    assert not auto.learnable_noise_check_["corrects_less"]
+    assert auto.learnable_noise_check_["max_step"] == 3.0
+    off = _fit(MSLG(learnable_noise=False), linear_noise, max_epochs=5, warmup_epochs="auto")
+    np.testing.assert_array_equal(auto.corrected_proba_, off.corrected_proba_)
 
 
 def test_no_learnable_noise_leaves_the_fit_as_it_was(sym40):
     checked = _fit("mslg", sym40, max_epochs=6)
     unchecked = _fit(MSLG(learnable_noise=False), sym40, max_epochs=6)
     check = checked.learnable_noise_check_
-    assert not check["learnable"] and check["max_step"] == 3.0 and not check["longer_warmup"]
+    assert not check["learnable"] and not check["corrects_less"]
+    assert check["max_step"] == 3.0 and not check["longer_warmup"]
     assert check["given_label_agreement"] < check["trusted_accuracy"]
     assert unchecked.learnable_noise_check_ is None
     np.testing.assert_array_equal(checked.predict_proba(sym40.X), unchecked.predict_proba(sym40.X))
