@@ -1039,6 +1039,11 @@ def _load(paths):
 def _output(report, json_path):
     """Print the report's tables; write it to ``json_path`` if given."""
     print(format_table(report))
+    return write_report(report, json_path)
+
+
+def write_report(report, json_path):
+    """``report``, written to ``json_path`` as JSON first when a path is given."""
     if json_path:
         with open(json_path, "w") as fh:
             json.dump(report, fh, indent=2)

@@ -50,7 +50,7 @@ from sklearn_noisy.datasets import make_noisy_case
 
 # benchmarks/accuracy.py, beside this script, also when this file is imported by path
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from accuracy import _parse_cases, machine  # noqa: E402
+from accuracy import _parse_cases, machine, write_report  # noqa: E402
 
 
 def linear_labels(case):
@@ -218,10 +218,7 @@ def main(argv=None):
             "settings": [report["settings"] for report in reports],
             "runs": runs,
         }
-        if args.json:
-            with open(args.json, "w") as fh:
-                json.dump(merged, fh, indent=1)
-        return merged
+        return write_report(merged, args.json)
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.quick:
@@ -244,10 +241,7 @@ def main(argv=None):
     print()
     print(table(runs))
     report = {"machine": machine(), "settings": {**settings, "cases": args.cases}, "runs": runs}
-    if args.json:
-        with open(args.json, "w") as fh:
-            json.dump(report, fh, indent=1)
-    return report
+    return write_report(report, args.json)
 
 
 if __name__ == "__main__":
