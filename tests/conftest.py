@@ -86,6 +86,15 @@ def weak_trusted():
     return make_case("symmetric", 0.1, per_class=3)
 
 
+@pytest.fixture(scope="session")
+def linear_noise():
+    """mnist1d with instance noise: the flipped labels are a linear model's predictions,
+    which the network learns before the true labels (benchmarks/README.md)."""
+    from sklearn_noisy.datasets import make_noisy_case
+
+    return make_noisy_case("mnist1d", kind="instance", rate=0.4, seed=0)
+
+
 def assert_check_said_no(check, decision):
     """The trusted-set check on ``weak_trusted``: 3 folds, and the trusted rows'
     cross-validated accuracy below the estimated share of right labels."""

@@ -188,6 +188,66 @@ def test_meta_mask_form_and_method_object(sym40):
     assert np.isfinite(clf.history_[-1, "meta_loss"])
 
 
+# --- a slower advisor where the noise is learnable (learnable_noise="auto")
+
+
+def _advisor_drift(clf):
+    """Mean move of the advisor's last bias from its start, logit(init_weight)."""
+    bias = clf.net_.meta_module_.advisor.out.bias.detach().cpu()
+    return float((bias - math.log(0.9 / 0.1)).abs().mean())
+
+
+def test_learnable_noise_slows_the_advisor(linear_noise):
+    clf = _fit("mfrw", linear_noise, max_epochs=10)
+    assert clf.warmup_epochs_ == 1 and clf.pretrain_epochs_ == 0  # mnist1d: no pre-training
+    check = clf.learnable_noise_check_
+    first = clf.history_[0]
+    assert check["given_label_agreement"] == pytest.approx(first["given_label_agreement"])
+    assert check["trusted_accuracy"] == pytest.approx(first["trusted_label_agreement"])
+    assert check["learnable"] and check["corrects_less"] and check["meta_lr"] == 3e-4
+    assert clf.net_.meta_optimizer_.param_groups[0]["lr"] == 3e-4
+    # the meta steps start after the one warm-up epoch: the same fit as one given the
+    # slower advisor from the start
+    slow = _fit(MFRW(learnable_noise=False), linear_noise, max_epochs=10, meta_lr=3e-4)
+    assert slow.learnable_noise_check_ is None
+    X = linear_noise.X_test
+    np.testing.assert_array_equal(clf.predict_proba(X), slow.predict_proba(X))
+    np.testing.assert_array_equal(clf.advisor_weight_, slow.advisor_weight_)
+    # at the usual rate (1e-2) the advisor moves further
+    usual = _fit(MFRW(learnable_noise=False), linear_noise, max_epochs=10)
+    assert usual.net_.meta_optimizer_.param_groups[0]["lr"] == 1e-2
+    assert _advisor_drift(usual) > 3 * _advisor_drift(clf) > 0
+    # a rate of the user's below the cap is kept
+    low = _fit("mfrw", linear_noise, max_epochs=10, meta_lr=1e-4)
+    assert low.learnable_noise_check_["corrects_less"]
+    assert low.learnable_noise_check_["meta_lr"] == 1e-4
+
+
+def test_no_learnable_noise_leaves_the_advisor_as_it_was(sym40):
+    checked = _fit("mfrw", sym40, max_epochs=6, pretrain_epochs=0)
+    unchecked = _fit(MFRW(learnable_noise=False), sym40, max_epochs=6, pretrain_epochs=0)
+    check = checked.learnable_noise_check_
+    assert not check["learnable"] and not check["corrects_less"]
+    assert check["given_label_agreement"] < check["trusted_accuracy"]
+    assert check["meta_lr"] == 1e-2
+    np.testing.assert_array_equal(checked.predict_proba(sym40.X), unchecked.predict_proba(sym40.X))
+    np.testing.assert_array_equal(checked.advisor_weight_, unchecked.advisor_weight_)
+
+
+def test_learnable_noise_check_not_after_a_pre_training(linear_noise):
+    pretrained = _fit("mfrw", linear_noise, max_epochs=3, pretrain_epochs=2)
+    assert pretrained.learnable_noise_check_ is None
+    assert "given_label_agreement" not in pretrained.history_[0]
+    assert pretrained.net_.meta_optimizer_.param_groups[0]["lr"] == 1e-2
+    apart = _fit("mfrw", linear_noise, max_epochs=3, pretrain_epochs=0, train_on_meta=False)
+    assert apart.learnable_noise_check_ is None
+
+
+def test_learnable_noise_is_validated(sym40):
+    with pytest.raises(ValueError, match="learnable_noise must be 'auto' or False"):
+        _fit(MFRW(learnable_noise=0), sym40, max_epochs=2, pretrain_epochs=0)
+
+
 @pytest.mark.cuda
 def test_cuda(sym40):
     clf = _fit("mfrw", sym40, max_epochs=4, warmup_epochs=1, device="cuda")

@@ -165,15 +165,6 @@ def test_learnable_noise_check_compares_agreement_with_the_trusted_accuracy():
     assert learnable_noise_check(5, 10, 0, 0) is None
 
 
-@pytest.fixture(scope="module")
-def linear_noise():
-    """mnist1d with instance noise: the flipped labels are a linear model's predictions,
-    which the network learns before the true labels (benchmarks/README.md)."""
-    from sklearn_noisy.datasets import make_noisy_case
-
-    return make_noisy_case("mnist1d", kind="instance", rate=0.4, seed=0)
-
-
 class _LabelSteps(Callback):
     """Largest move of any row's label logits at each training step."""
 

@@ -65,6 +65,8 @@ __all__ = [
     "recall",
     "saturation_excess",
     "learnable_noise_check",
+    "first_epoch_noise_check",
+    "validate_learnable_noise",
 ]
 
 #: The share of right labels, as the trusted-set check estimates it with chance
@@ -209,6 +211,38 @@ def learnable_noise_check(given_hits, n_noisy, trusted_hits, n_trusted):
     }
 
 
+def first_epoch_noise_check(net):
+    """:func:`learnable_noise_check` on the first epoch's shares, as the second begins.
+
+    For a method with ``checks_noise_pattern``, called from its
+    ``on_epoch_begin``: when the second epoch begins (and only then) the first
+    epoch's history row holds the shares the engine counted; an epoch predicts
+    every training row once, so the counts are the table's.  ``None`` at any
+    other epoch, where the shares were not counted (no trusted rows in the
+    training batches, or a pre-training), or where either count is zero.
+    """
+    if len(net.history) != 2:
+        return None
+    row = net.history[-2]
+    if "given_label_agreement" not in row or "trusted_label_agreement" not in row:
+        return None
+    n_trusted = int(net.train_info.trusted.sum())
+    n_noisy = int(net.train_info.n_samples) - n_trusted
+    return learnable_noise_check(
+        row["given_label_agreement"] * n_noisy,
+        n_noisy,
+        row["trusted_label_agreement"] * n_trusted,
+        n_trusted,
+    )
+
+
+def validate_learnable_noise(value):
+    """Refuse a ``learnable_noise`` parameter other than ``"auto"`` or ``False``."""
+    if isinstance(value, str) and value == "auto" or value is False:
+        return
+    raise ValueError(f"learnable_noise must be 'auto' or False; got {value!r}.")
+
+
 def remember(net, key, anchor, value):
     """Keep ``value`` for the rest of this training step, tied to ``anchor``.
 
@@ -307,7 +341,7 @@ class MetaMethod(BaseEstimator):
         that epoch's history row (``given_label_agreement``,
         ``trusted_label_agreement``) for :func:`learnable_noise_check`.  Not
         after a pre-training, which has trained on the trusted rows.  ``True``
-        for ``mslg``.
+        for ``mslg`` and ``mfrw``.
     heavy_noise_settings : dict
         What the classifier's settings left at ``None`` resolve to instead of
         the defaults above where the trusted-set check estimates fewer than

@@ -11,9 +11,21 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..modules import has_backbone_head
-from ._base import MetaMethod, recall, register, remember, saturation_excess
+from ._base import (
+    MetaMethod,
+    first_epoch_noise_check,
+    recall,
+    register,
+    remember,
+    saturation_excess,
+    validate_learnable_noise,
+)
 
 SATURATION_MARGIN = 4.0  # advisor logits beyond it sit where the sigmoid is (nearly) flat
+
+#: Where the noise is learnable (``learnable_noise="auto"``): the largest learning
+#: rate of the advisor's optimizer from the second epoch on.
+LEARNABLE_NOISE_META_LR = 3e-4
 
 
 class _Advisor(nn.Module):
@@ -52,6 +64,8 @@ class _MFRWState(nn.Module):
         super().__init__()
         self.advisor = advisor
         self.register_buffer("mean_weight", torch.full((n_samples,), float("nan")))
+        # the learnable-noise check after the first epoch (None until it ran)
+        self.noise_check = None
 
 
 def _feature_size(module, n_features):
@@ -272,17 +286,24 @@ class MFRW(MetaMethod):
     default_meta_every = 2  # see "Meta step on every second batch" above
     default_reuse_virtual_grad = True  # but not at heavy noise (see "The actual step")
     actual_loss_only_logged = True  # see MetaMethod; its table is written in the virtual step
+    checks_noise_pattern = True  # see "A slower advisor where the noise is learnable"
     heavy_noise_settings = MappingProxyType(  # see "At heavy noise" above
         {"lr": 3e-4, "lr_schedule": "cosine", "meta_every": 1, "reuse_virtual_grad": False}
     )
 
     def __init__(
-        self, embed_size=100, init_weight=0.9, warmup_fraction=0.1, saturation_penalty=0.1
+        self,
+        embed_size=100,
+        init_weight=0.9,
+        warmup_fraction=0.1,
+        saturation_penalty=0.1,
+        learnable_noise="auto",
     ):
         self.embed_size = embed_size
         self.init_weight = init_weight
         self.warmup_fraction = warmup_fraction
         self.saturation_penalty = saturation_penalty
+        self.learnable_noise = learnable_noise
 
     def default_warmup(self, max_epochs):
         return int(round(self.warmup_fraction * max_epochs))
@@ -304,8 +325,23 @@ class MFRW(MetaMethod):
             )
         if not 0.0 < float(self.init_weight) < 1.0:
             raise ValueError(f"init_weight must be in (0, 1); got {self.init_weight!r}.")
+        validate_learnable_noise(self.learnable_noise)
         size = _feature_size(module, info.n_features)
         return _MFRWState(_Advisor(size, int(self.embed_size), self.init_weight), info.n_samples)
+
+    def on_epoch_begin(self, net):
+        if self.learnable_noise != "auto":
+            return
+        check = first_epoch_noise_check(net)
+        if check is None or net.meta_optimizer_ is None:
+            return
+        groups = net.meta_optimizer_.param_groups
+        check["corrects_less"] = check["learnable"]
+        if check["corrects_less"]:
+            for group in groups:
+                group["lr"] = min(float(group["lr"]), LEARNABLE_NOISE_META_LR)
+        check["meta_lr"] = float(groups[0]["lr"])  # the advisor's rate from now on
+        net.meta_module_.noise_check = check
 
     def train_loss(self, net, forward, X, y, idx, *, virtual):
         f = forward.features(X)
@@ -336,4 +372,8 @@ class MFRW(MetaMethod):
 
     def fitted_attributes(self, net, rows):
         table = net.meta_module_.mean_weight.detach().cpu().double().numpy()
-        return {"advisor_weight_": np.asarray(table[rows])}
+        check = getattr(net.meta_module_, "noise_check", None)  # older pickles lack it
+        return {
+            "advisor_weight_": np.asarray(table[rows]),
+            "learnable_noise_check_": None if check is None else dict(check),
+        }

@@ -6,7 +6,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._base import MetaMethod, learnable_noise_check, meta_gradient, register
+from ._base import (
+    MetaMethod,
+    first_epoch_noise_check,
+    meta_gradient,
+    register,
+    validate_learnable_noise,
+)
 
 #: Where the noise is learnable (``learnable_noise="auto"``): the largest label
 #: step, and the share of ``max_epochs`` of a fixed default warm-up.
@@ -255,28 +261,13 @@ class MSLG(MetaMethod):
     def build(self, net, info):
         if not self.label_lr > 0:
             raise ValueError(f"label_lr must be positive; got {self.label_lr!r}.")
-        if self.learnable_noise not in ("auto", False):
-            raise ValueError(
-                f"learnable_noise must be 'auto' or False; got {self.learnable_noise!r}."
-            )
+        validate_learnable_noise(self.learnable_noise)
         return _LabelLogits(info.y, info.n_classes, self.K)
 
     def on_epoch_begin(self, net):
-        # the first epoch's row is complete once the second begins
-        if self.learnable_noise != "auto" or len(net.history) != 2:
+        if self.learnable_noise != "auto":
             return
-        row = net.history[-2]
-        if "given_label_agreement" not in row or "trusted_label_agreement" not in row:
-            return  # no trusted rows in the batches, or a pre-training
-        # an epoch predicts every training row once: the counts are the table's
-        n_trusted = int(net.train_info.trusted.sum())
-        n_noisy = int(net.train_info.n_samples) - n_trusted
-        check = learnable_noise_check(
-            row["given_label_agreement"] * n_noisy,
-            n_noisy,
-            row["trusted_label_agreement"] * n_trusted,
-            n_trusted,
-        )
+        check = first_epoch_noise_check(net)
         if check is None:
             return
         # not with the automatic warm-up: the trusted rows were found to predict
