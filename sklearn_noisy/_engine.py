@@ -78,6 +78,7 @@ from torch import nn
 from torch.func import functional_call
 from torch.utils.data import BatchSampler, DataLoader, RandomSampler, SequentialSampler
 
+from .methods._base import validate_learnable_noise
 from .modules import has_backbone_head
 
 __all__ = [
@@ -128,8 +129,8 @@ class TrainInfo:
     default_warmup : bool
         Whether the warm-up is the method's fixed default: the classifier's
         ``warmup_epochs=None`` with neither the automatic warm-up nor a
-        pre-training.  ``mslg`` lengthens only such a warm-up where the noise
-        is learnable.
+        pre-training.  Only such a warm-up is lengthened where the noise is
+        learnable (:meth:`~sklearn_noisy.methods.MetaMethod.learnable_noise_response`).
     """
 
     n_samples: int
@@ -141,6 +142,19 @@ class TrainInfo:
     heavy_noise: bool = False
     trusted_accuracy: float | None = None
     default_warmup: bool = False
+
+    @property
+    def trusted_rows_better(self) -> bool:
+        """Whether that check found the trusted rows alone to predict better than
+        the labels are right (the rule of ``pretrain_epochs="auto"``); ``False``
+        when no check ran."""
+        from ._pretrain_check import trusted_rows_predict_better  # it imports this module
+
+        if self.trusted_accuracy is None:
+            return False
+        return trusted_rows_predict_better(
+            check_estimate=self.label_accuracy, trusted_accuracy=self.trusted_accuracy
+        )
 
 
 class MetaBatches:
@@ -867,6 +881,9 @@ class BiLevelNet(NeuralNet):
         if info is not None:
             info.y = info.y.to(self.device)
             info.trusted = info.trusted.to(self.device)
+        if self.method is not None and self.method.checks_noise_pattern:
+            validate_learnable_noise(self.method.learnable_noise)
+        self.noise_check_ = None  # MetaMethod.check_noise_pattern's, once it ran
         meta = self.method.build(self, info) if self.method is not None else None
         self.meta_module_ = (meta if meta is not None else nn.Module()).to(self.device)
         self.has_trusted_rows_ = info is not None and bool(info.trusted.any())

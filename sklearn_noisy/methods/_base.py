@@ -87,6 +87,11 @@ HEAVY_NOISE_BELOW = 0.25
 LEARNABLE_NOISE_MARGIN = 0.05
 LEARNABLE_NOISE_Z = 1.645  # a one-sided test at 5%
 
+#: Where the noise is learnable, a method's fixed default warm-up is lengthened
+#: to this share of ``max_epochs`` (:meth:`MetaMethod.learnable_noise_response`;
+#: stop 32's choice for ``mslg``, the same for ``mlc``, ``mslc`` and ``tmlc``).
+LEARNABLE_NOISE_WARMUP_FRACTION = 0.6
+
 _REGISTRY: dict[str, type] = {}
 
 
@@ -234,6 +239,23 @@ def first_epoch_noise_check(net):
         row["trusted_label_agreement"] * n_trusted,
         n_trusted,
     )
+
+
+def lengthen_default_warmup(net, fraction=LEARNABLE_NOISE_WARMUP_FRACTION):
+    """Lengthen the method's fixed default warm-up to ``fraction`` of ``max_epochs``.
+
+    Only a warm-up that is the method's fixed default
+    (``TrainInfo.default_warmup``) and has not ended: where the meta steps have
+    begun, a pause in them would not be a longer warm-up.  Returns whether the
+    warm-up was lengthened.
+    """
+    if not net.train_info.default_warmup or int(net.warmup_epochs) < net.epoch_:
+        return False
+    longer = int(round(fraction * net.max_epochs))
+    if longer <= int(net.warmup_epochs):
+        return False
+    net.warmup_epochs = longer
+    return True
 
 
 def validate_learnable_noise(value):
@@ -443,7 +465,50 @@ class MetaMethod(BaseEstimator):
         pass
 
     def on_epoch_begin(self, net):
-        pass
+        self.check_noise_pattern(net)
+
+    # --- learnable noise (checks_noise_pattern)
+    def check_noise_pattern(self, net):
+        """Stop 43's check, and this method's response, as the second epoch begins.
+
+        For a method with ``checks_noise_pattern`` and ``learnable_noise="auto"``
+        (its parameter): :func:`first_epoch_noise_check` on the first epoch's
+        shares; where it finds the noise learnable and
+        :meth:`keeps_correcting` does not hold, the check's ``corrects_less``
+        is set and :meth:`learnable_noise_response` makes the method correct
+        less.  The check, with what the response recorded, is kept as
+        ``net.noise_check_`` (the classifier's ``learnable_noise_check_``).
+        A method that overrides :meth:`on_epoch_begin` calls this first.
+        """
+        if not self.checks_noise_pattern or getattr(self, "learnable_noise", False) != "auto":
+            return
+        check = first_epoch_noise_check(net)
+        if check is None:
+            return
+        check["corrects_less"] = check["learnable"] and not self.keeps_correcting(net)
+        self.learnable_noise_response(net, check)
+        net.noise_check_ = check
+
+    def keeps_correcting(self, net) -> bool:
+        """Whether the fit keeps its corrections where the noise is learnable.
+
+        Where this fit's trusted-set check found the trusted rows alone to
+        predict better than the labels are right
+        (``TrainInfo.trusted_rows_better``): the trusted rows are then a good
+        reference, and the labels may have far to move.
+        """
+        return bool(net.train_info.trusted_rows_better)
+
+    def learnable_noise_response(self, net, check):
+        """Correct less where ``check["corrects_less"]``; record it in ``check``.
+
+        Here: a fixed default warm-up (not one the classifier was given, nor
+        the automatic one) that has not ended is lengthened to
+        ``LEARNABLE_NOISE_WARMUP_FRACTION`` of ``max_epochs``
+        (:func:`lengthen_default_warmup`); ``check["longer_warmup"]`` says
+        whether it was.
+        """
+        check["longer_warmup"] = bool(check["corrects_less"] and lengthen_default_warmup(net))
 
     def warmup_ended(self, net, predict):
         """State built from the restored warm-up model (``warmup_epochs="auto"``).
@@ -492,5 +557,13 @@ class MetaMethod(BaseEstimator):
         return estimate_transition_matrix(corrected_proba, y, net.train_info.n_classes)
 
     def fitted_attributes(self, net, rows) -> dict:
-        """Extra fitted attributes (per-sample values for ``rows`` of the table)."""
-        return {}
+        """Extra fitted attributes (per-sample values for ``rows`` of the table).
+
+        Here ``learnable_noise_check_`` for a method with ``checks_noise_pattern``
+        (``None`` where the check did not run); a method that adds its own
+        extends this dict.
+        """
+        if not self.checks_noise_pattern:
+            return {}
+        check = getattr(net, "noise_check_", None)
+        return {"learnable_noise_check_": None if check is None else dict(check)}

@@ -11,15 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..modules import has_backbone_head
-from ._base import (
-    MetaMethod,
-    first_epoch_noise_check,
-    recall,
-    register,
-    remember,
-    saturation_excess,
-    validate_learnable_noise,
-)
+from ._base import MetaMethod, recall, register, remember, saturation_excess
 
 SATURATION_MARGIN = 4.0  # advisor logits beyond it sit where the sigmoid is (nearly) flat
 
@@ -64,8 +56,6 @@ class _MFRWState(nn.Module):
         super().__init__()
         self.advisor = advisor
         self.register_buffer("mean_weight", torch.full((n_samples,), float("nan")))
-        # the learnable-noise check after the first epoch (None until it ran)
-        self.noise_check = None
 
 
 def _feature_size(module, n_features):
@@ -356,23 +346,16 @@ class MFRW(MetaMethod):
             )
         if not 0.0 < float(self.init_weight) < 1.0:
             raise ValueError(f"init_weight must be in (0, 1); got {self.init_weight!r}.")
-        validate_learnable_noise(self.learnable_noise)
         size = _feature_size(module, info.n_features)
         return _MFRWState(_Advisor(size, int(self.embed_size), self.init_weight), info.n_samples)
 
-    def on_epoch_begin(self, net):
-        if self.learnable_noise != "auto":
-            return
-        check = first_epoch_noise_check(net)
-        if check is None or net.meta_optimizer_ is None:
-            return
-        groups = net.meta_optimizer_.param_groups
-        check["corrects_less"] = check["learnable"]
+    def learnable_noise_response(self, net, check):
+        # a slower advisor; the warm-up is left as it is
+        groups = net.meta_optimizer_.param_groups if net.meta_optimizer_ is not None else []
         if check["corrects_less"]:
             for group in groups:
                 group["lr"] = min(float(group["lr"]), LEARNABLE_NOISE_META_LR)
-        check["meta_lr"] = float(groups[0]["lr"])  # the advisor's rate from now on
-        net.meta_module_.noise_check = check
+        check["meta_lr"] = float(groups[0]["lr"]) if groups else None  # from now on
 
     def train_loss(self, net, forward, X, y, idx, *, virtual):
         f = forward.features(X)
@@ -403,8 +386,4 @@ class MFRW(MetaMethod):
 
     def fitted_attributes(self, net, rows):
         table = net.meta_module_.mean_weight.detach().cpu().double().numpy()
-        check = getattr(net.meta_module_, "noise_check", None)  # older pickles lack it
-        return {
-            "advisor_weight_": np.asarray(table[rows]),
-            "learnable_noise_check_": None if check is None else dict(check),
-        }
+        return {**super().fitted_attributes(net, rows), "advisor_weight_": np.asarray(table[rows])}

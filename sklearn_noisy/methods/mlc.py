@@ -226,11 +226,19 @@ class MLC(MetaMethod):
         {"pretrain_epochs": "auto", "lr": 3e-4, "lr_schedule": "cosine", "weight_decay": 2e-3}
     )
     heavy_noise_leans_on_trusted_model = True  # see MetaMethod
+    checks_noise_pattern = True  # see "A longer warm-up where the noise is learnable"
 
-    def __init__(self, init_diagonal="auto", warmup_fraction=0.1, diagonally_dominant=True):
+    def __init__(
+        self,
+        init_diagonal="auto",
+        warmup_fraction=0.1,
+        diagonally_dominant=True,
+        learnable_noise="auto",
+    ):
         self.init_diagonal = init_diagonal
         self.warmup_fraction = warmup_fraction
         self.diagonally_dominant = diagonally_dominant
+        self.learnable_noise = learnable_noise
 
     def meta_update(self, net, meta_loss):
         super().meta_update(net, meta_loss)
@@ -272,7 +280,8 @@ class MLC(MetaMethod):
         )
 
     def fitted_attributes(self, net, rows):
-        return {"init_diagonal_": net.meta_module_.init_diagonal}
+        init = {"init_diagonal_": net.meta_module_.init_diagonal}
+        return {**super().fitted_attributes(net, rows), **init}
 
     def train_loss(self, net, forward, X, y, idx, *, virtual):
         logits = forward(X)

@@ -234,6 +234,7 @@ class MSLC(MetaMethod):
     default_reuse_virtual_grad = True  # see the classifier's reuse_virtual_grad
     default_lr_schedule = "cosine"  # see "A cosine learning-rate schedule" above
     default_pretrain_epochs = "auto"  # see "Pre-training where it helps" above
+    checks_noise_pattern = True  # see "A longer warm-up where the noise is learnable"
 
     def __init__(
         self,
@@ -242,12 +243,14 @@ class MSLC(MetaMethod):
         init_epochs=5,
         target="soft",
         first_label="auto",
+        learnable_noise="auto",
     ):
         self.hidden_size = hidden_size
         self.warmup_fraction = warmup_fraction
         self.init_epochs = init_epochs
         self.target = target
         self.first_label = first_label
+        self.learnable_noise = learnable_noise
 
     def default_warmup(self, max_epochs):
         return int(round(self.warmup_fraction * max_epochs))
@@ -266,6 +269,7 @@ class MSLC(MetaMethod):
 
     # ------------------------------------------------------------ per epoch
     def on_epoch_begin(self, net):
+        self.check_noise_pattern(net)  # may lengthen the warm-up: before the first label
         state = net.meta_module_
         if net.meta_active_ and not bool(state.initialized):
             seen = state.pred_count > 0
@@ -275,6 +279,14 @@ class MSLC(MetaMethod):
                 net.train_info.y[net.train_info.trusted], state.soft.shape[1]
             ).float()
             state.initialized.fill_(True)
+
+    def learnable_noise_response(self, net, check):
+        super().learnable_noise_response(net, check)  # the longer warm-up
+        state = net.meta_module_
+        if check["longer_warmup"] and net.warmup_epochs - int(self.init_epochs) >= net.epoch_:
+            # the epochs run so far fall before the first label's window now
+            state.pred_sum.zero_()
+            state.pred_count.zero_()
 
     def warmup_ended(self, net, predict):
         # warmup_epochs="auto": the first soft label is the restored warm-up
@@ -341,6 +353,7 @@ class MSLC(MetaMethod):
         state = net.meta_module_
         rows = torch.as_tensor(rows, device=state.alpha.device)
         return {
+            **super().fitted_attributes(net, rows),
             "alpha_": state.alpha[rows].double().cpu().numpy(),
             "beta_": state.beta[rows].double().cpu().numpy(),
             "first_label_": "posterior" if state.from_pretrained else "warmup",

@@ -6,18 +6,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._base import (
-    MetaMethod,
-    first_epoch_noise_check,
-    meta_gradient,
-    register,
-    validate_learnable_noise,
-)
+from ._base import MetaMethod, meta_gradient, register
 
 #: Where the noise is learnable (``learnable_noise="auto"``): the largest label
-#: step, and the share of ``max_epochs`` of a fixed default warm-up.
+#: step (the fixed default warm-up is lengthened as for every method, see
+#: ``_base.LEARNABLE_NOISE_WARMUP_FRACTION``).
 LEARNABLE_NOISE_MAX_STEP = 1.0
-LEARNABLE_NOISE_WARMUP_FRACTION = 0.6
 
 
 class _LabelLogits(nn.Module):
@@ -26,8 +20,6 @@ class _LabelLogits(nn.Module):
     def __init__(self, y, n_classes, K):
         super().__init__()
         self.weight = nn.Parameter(float(K) * F.one_hot(y, n_classes).float())
-        # the learnable-noise check after the first epoch (None until it ran)
-        self.noise_check = None
 
     def rows(self, idx, sparse):
         """``y^d[idx]``; with ``sparse`` the gradient w.r.t. the table is a sparse tensor."""
@@ -261,28 +253,19 @@ class MSLG(MetaMethod):
     def build(self, net, info):
         if not self.label_lr > 0:
             raise ValueError(f"label_lr must be positive; got {self.label_lr!r}.")
-        validate_learnable_noise(self.learnable_noise)
         return _LabelLogits(info.y, info.n_classes, self.K)
 
-    def on_epoch_begin(self, net):
-        if self.learnable_noise != "auto":
-            return
-        check = first_epoch_noise_check(net)
-        if check is None:
-            return
-        # not with the automatic warm-up: the trusted rows were found to predict
-        # better than the labels are right, and the labels may have far to move
-        check["corrects_less"] = check["learnable"] and not net.auto_warmup
+    def keeps_correcting(self, net):
+        # with the automatic warm-up the trusted rows were found to predict better
+        # than the labels are right, and the labels may have far to move
+        return bool(net.auto_warmup)
+
+    def learnable_noise_response(self, net, check):
+        super().learnable_noise_response(net, check)  # the longer warm-up
         check["max_step"] = self.max_step  # the cap of the label steps from now on
-        check["longer_warmup"] = False
         if check["corrects_less"]:
             cap = LEARNABLE_NOISE_MAX_STEP
             check["max_step"] = cap if self.max_step is None else min(self.max_step, cap)
-            if net.train_info.default_warmup:
-                longer = int(round(LEARNABLE_NOISE_WARMUP_FRACTION * net.max_epochs))
-                check["longer_warmup"] = longer > int(net.warmup_epochs)
-                net.warmup_epochs = max(int(net.warmup_epochs), longer)
-        net.meta_module_.noise_check = check
 
     def train_loss(self, net, forward, X, y, idx, *, virtual):
         logits = forward(X)
@@ -311,7 +294,7 @@ class MSLG(MetaMethod):
                 rows = grad.abs().sum(1).nonzero().squeeze(1)
                 values = grad[rows]
             step = -self.label_lr * values
-            check = net.meta_module_.noise_check
+            check = net.noise_check_
             max_step = self.max_step if check is None else check["max_step"]
             if max_step is not None:
                 norm = step.norm(dim=1).max()
@@ -320,7 +303,3 @@ class MSLG(MetaMethod):
 
     def correct(self, net, proba, y, idx):
         return net.meta_module_.weight[idx].softmax(1).to(proba.dtype)
-
-    def fitted_attributes(self, net, rows):
-        check = getattr(net.meta_module_, "noise_check", None)  # older pickles lack it
-        return {"learnable_noise_check_": None if check is None else dict(check)}

@@ -446,6 +446,7 @@ class TMLC(MetaMethod):
     default_reuse_virtual_grad = True  # see the classifier's reuse_virtual_grad
     pretraining_replaces_warmup = True  # see "Pre-training at heavy noise" above
     heavy_noise_settings = MappingProxyType({"pretrain_epochs": "auto"})  # likewise
+    checks_noise_pattern = True  # see "A longer warm-up where the noise is learnable"
 
     def __init__(
         self,
@@ -459,6 +460,7 @@ class TMLC(MetaMethod):
         warmup_fraction=0.1,
         n_snapshots=20,
         saturation_penalty=0.1,
+        learnable_noise="auto",
     ):
         self.corrector = corrector
         self.hidden_size = hidden_size
@@ -470,6 +472,7 @@ class TMLC(MetaMethod):
         self.warmup_fraction = warmup_fraction
         self.n_snapshots = n_snapshots
         self.saturation_penalty = saturation_penalty
+        self.learnable_noise = learnable_noise
 
     @property
     def uses_meta_step(self):
@@ -522,6 +525,7 @@ class TMLC(MetaMethod):
         return net.epoch_ / max(int(net.max_epochs), 1)
 
     def on_epoch_begin(self, net):
+        self.check_noise_pattern(net)
         if self.corrector is not None:
             net.meta_module_.corrector.load_snapshot(self._progress(net))
 
@@ -582,4 +586,8 @@ class TMLC(MetaMethod):
         corrector.requires_grad_(False)
         if self.corrector is None:
             corrector.schedule = list(state.snapshots)
-        return {"corrector_": corrector, "min_proba_weight_": corrector.min_proba_weight}
+        return {
+            **super().fitted_attributes(net, rows),
+            "corrector_": corrector,
+            "min_proba_weight_": corrector.min_proba_weight,
+        }
