@@ -236,8 +236,9 @@ def _fit_method(name, case, settings, seed, cache):
     "warmup_epochs": warmup_epochs_, "averaged_epochs": averaged_epochs_,
     "pretrain_epochs": pretrain_epochs_, "pretrain_check": pretrain_check_,
     "warmup_check": warmup_check_, "init_check": init_check_, "first_label": first_label_
-    (``mslc``'s, else None), "method_params": ...}`` (the fitted method object's
-    parameters).
+    (``mslc``'s, else None), "learnable_noise_check": learnable_noise_check_ (the
+    paper methods', else None), "method_params": ...}`` (the fitted method
+    object's parameters).
     """
     meta = {"X_meta": case.X_meta, "y_meta": case.y_meta}
     start = time.perf_counter()
@@ -279,6 +280,7 @@ def _fit_method(name, case, settings, seed, cache):
             "warmup_check": clf.warmup_check_,
             "init_check": clf.init_check_,
             "first_label": getattr(clf, "first_label_", None),
+            "learnable_noise_check": getattr(clf, "learnable_noise_check_", None),
             "method_params": {
                 k: v
                 for k, v in clf.method_.get_params().items()

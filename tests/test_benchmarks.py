@@ -274,6 +274,10 @@ def test_accuracy_sets_a_parameter_on_library_methods_only(tmp_path_factory):
     for name in ("ce", "mlc"):
         assert 1 <= runs[name]["best_epoch"] <= runs[name]["epochs_run"] <= 2
     assert runs["ce+trusted"]["best_epoch"] is None  # a peer: fitted as it always is
+    # what the learnable-noise check measured and decided (the paper methods only)
+    check = runs["mlc"]["learnable_noise_check"]
+    assert 0 <= check["trusted_accuracy"] <= 1 and isinstance(check["corrects_less"], bool)
+    assert runs["ce"]["learnable_noise_check"] is None
 
 
 def test_accuracy_records_the_warm_up_each_library_fit_ran(tmp_path_factory):

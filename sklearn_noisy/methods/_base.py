@@ -361,9 +361,14 @@ class MetaMethod(BaseEstimator):
         network's predictions (before each batch's step) equal the noisy rows'
         given labels and the trusted rows' labels, and records the shares in
         that epoch's history row (``given_label_agreement``,
-        ``trusted_label_agreement``) for :func:`learnable_noise_check`.  Not
+        ``trusted_label_agreement``) for :func:`learnable_noise_check`, which
+        :meth:`check_noise_pattern` runs as the second epoch begins.  Not
         after a pre-training, which has trained on the trusted rows.  ``True``
-        for ``mslg`` and ``mfrw``.
+        for the five paper methods, each with a ``learnable_noise`` parameter
+        (``"auto"`` or ``False``) and its own
+        :meth:`learnable_noise_response`: ``mlc``, ``mslc`` and ``tmlc`` a
+        longer warm-up, ``mslg`` that and smaller label steps, ``mfrw`` a
+        slower advisor.
     heavy_noise_settings : dict
         What the classifier's settings left at ``None`` resolve to instead of
         the defaults above where the trusted-set check estimates fewer than
