@@ -882,7 +882,8 @@ class BiLevelNet(NeuralNet):
             info.y = info.y.to(self.device)
             info.trusted = info.trusted.to(self.device)
         if self.method is not None and self.method.checks_noise_pattern:
-            validate_learnable_noise(self.method.learnable_noise)
+            # a method without the parameter runs no check (MetaMethod.check_noise_pattern)
+            validate_learnable_noise(getattr(self.method, "learnable_noise", False))
         self.noise_check_ = None  # MetaMethod.check_noise_pattern's, once it ran
         meta = self.method.build(self, info) if self.method is not None else None
         self.meta_module_ = (meta if meta is not None else nn.Module()).to(self.device)

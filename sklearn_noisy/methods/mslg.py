@@ -294,7 +294,7 @@ class MSLG(MetaMethod):
                 rows = grad.abs().sum(1).nonzero().squeeze(1)
                 values = grad[rows]
             step = -self.label_lr * values
-            check = net.noise_check_
+            check = getattr(net, "noise_check_", None)  # nets pickled before stop 44 lack it
             max_step = self.max_step if check is None else check["max_step"]
             if max_step is not None:
                 norm = step.norm(dim=1).max()
