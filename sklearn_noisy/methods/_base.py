@@ -219,10 +219,10 @@ def learnable_noise_check(given_hits, n_noisy, trusted_hits, n_trusted):
 def first_epoch_noise_check(net):
     """:func:`learnable_noise_check` on the first epoch's shares, as the second begins.
 
-    For a method with ``checks_noise_pattern``, called from its
-    ``on_epoch_begin``: when the second epoch begins (and only then) the first
-    epoch's history row holds the shares the engine counted; an epoch predicts
-    every training row once, so the counts are the table's.  ``None`` at any
+    Called by :meth:`MetaMethod.check_noise_pattern`.  When the second epoch
+    begins (and only then) the first epoch's history row holds the shares the
+    engine counted; an epoch predicts every training row once, so the counts
+    are the table's.  ``None`` at any
     other epoch, where the shares were not counted (no trusted rows in the
     training batches, or a pre-training), or where either count is zero.
     """
