@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -100,3 +101,31 @@ def assert_check_said_no(check, decision):
     cross-validated accuracy below the estimated share of right labels."""
     assert check[decision] is False and check["n_splits"] == 3
     assert check["trusted_cv_accuracy"] < check["estimated_label_accuracy"]
+
+
+def assert_check_reads_the_first_epoch(check, clf, case):
+    """``learnable_noise_check_`` is the check of the first epoch's history row: its
+    class-by-class sums count every noisy and every trusted row once, its shares of
+    hits are that row's, and it says learnable exactly where the given labels' mean
+    log-probability passes the trusted labels' by the margin and the z cut."""
+    from sklearn_noisy.methods._base import (
+        LEARNABLE_NOISE_MARGIN,
+        LEARNABLE_NOISE_Z,
+        learnable_noise_check,
+    )
+
+    first = clf.history_[0]
+    sums = np.asarray(first["label_log_proba_sums"])
+    n_classes = len(clf.classes_)
+    assert sums.shape == (3, 2, n_classes)
+    for group, labels in enumerate((case.y_noisy, case.y_meta)):
+        counts = np.bincount(np.searchsorted(clf.classes_, labels), minlength=n_classes)
+        np.testing.assert_array_equal(sums[0, group], counts)
+    assert check["given_label_agreement"] == pytest.approx(first["given_label_agreement"])
+    assert check["trusted_accuracy"] == pytest.approx(first["trusted_label_agreement"])
+    again = learnable_noise_check(sums[:, 0], sums[:, 1])
+    for key, value in again.items():
+        assert check[key] == pytest.approx(value)
+    gap = check["given_label_log_proba"] - check["trusted_label_log_proba"]
+    assert check["learnable"] == (gap > LEARNABLE_NOISE_MARGIN and check["z"] > LEARNABLE_NOISE_Z)
+    assert "label_log_proba_sums" not in clf.history_[1]  # the first epoch only

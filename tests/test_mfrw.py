@@ -15,6 +15,7 @@ from torch import nn
 
 from sklearn_noisy import MetaLabelCorrectionClassifier
 from sklearn_noisy.methods import MFRW
+from tests.conftest import assert_check_reads_the_first_epoch
 
 
 def _fit(method, case, **kw):
@@ -201,9 +202,7 @@ def test_learnable_noise_slows_the_advisor(linear_noise):
     clf = _fit("mfrw", linear_noise, max_epochs=10)
     assert clf.warmup_epochs_ == 1 and clf.pretrain_epochs_ == 0  # mnist1d: no pre-training
     check = clf.learnable_noise_check_
-    first = clf.history_[0]
-    assert check["given_label_agreement"] == pytest.approx(first["given_label_agreement"])
-    assert check["trusted_accuracy"] == pytest.approx(first["trusted_label_agreement"])
+    assert_check_reads_the_first_epoch(check, clf, linear_noise)
     assert check["learnable"] and check["corrects_less"] and check["meta_lr"] == 3e-4
     assert clf.net_.meta_optimizer_.param_groups[0]["lr"] == 3e-4
     # the meta steps start after the one warm-up epoch: the same fit as one given the
@@ -228,7 +227,7 @@ def test_no_learnable_noise_leaves_the_advisor_as_it_was(sym40):
     unchecked = _fit(MFRW(learnable_noise=False), sym40, max_epochs=6, pretrain_epochs=0)
     check = checked.learnable_noise_check_
     assert not check["learnable"] and not check["corrects_less"]
-    assert check["given_label_agreement"] < check["trusted_accuracy"]
+    assert check["given_label_log_proba"] < check["trusted_label_log_proba"]
     assert check["meta_lr"] == 1e-2
     np.testing.assert_array_equal(checked.predict_proba(sym40.X), unchecked.predict_proba(sym40.X))
     np.testing.assert_array_equal(checked.advisor_weight_, unchecked.advisor_weight_)
@@ -237,7 +236,7 @@ def test_no_learnable_noise_leaves_the_advisor_as_it_was(sym40):
 def test_learnable_noise_check_not_after_a_pre_training(linear_noise):
     pretrained = _fit("mfrw", linear_noise, max_epochs=3, pretrain_epochs=2)
     assert pretrained.learnable_noise_check_ is None
-    assert "given_label_agreement" not in pretrained.history_[0]
+    assert "label_log_proba_sums" not in pretrained.history_[0]
     assert pretrained.net_.meta_optimizer_.param_groups[0]["lr"] == 1e-2
     apart = _fit("mfrw", linear_noise, max_epochs=3, pretrain_epochs=0, train_on_meta=False)
     assert apart.learnable_noise_check_ is None

@@ -11,6 +11,7 @@ from skorch.callbacks import Callback
 
 from sklearn_noisy import MetaLabelCorrectionClassifier
 from sklearn_noisy.methods import MSLG
+from tests.conftest import assert_check_reads_the_first_epoch
 
 
 def _fit(method, case, **kw):
@@ -145,26 +146,6 @@ def test_fits_on_cuda(sym40):
 # --- smaller label steps where the noise is learnable (learnable_noise="auto")
 
 
-def test_learnable_noise_check_compares_agreement_with_the_trusted_accuracy():
-    from sklearn_noisy.methods._base import learnable_noise_check
-
-    # symmetric noise at 40%, 10 classes, a network 30% right: agreement 0.22 < 0.30
-    check = learnable_noise_check(0.22 * 3400, 3400, 30, 100)
-    assert check["given_label_agreement"] == pytest.approx(0.22)
-    assert check["trusted_accuracy"] == pytest.approx(0.30)
-    assert check["z"] < 0 and not check["learnable"]
-    # 1212 of 3400 against 23 of 100 (mnist1d instance 0.4, seed 0)
-    check = learnable_noise_check(1212, 3400, 23, 100)
-    assert check["z"] == pytest.approx(2.95, abs=0.01) and check["learnable"]
-    # significant but below the margin of 0.05: not learnable
-    check = learnable_noise_check(0.54 * 10**6, 10**6, 0.5 * 10**5, 10**5)
-    assert check["z"] > 20 and not check["learnable"]
-    # above the margin but within the noise of 20 trusted rows
-    assert not learnable_noise_check(0.40 * 3400, 3400, 6, 20)["learnable"]
-    assert learnable_noise_check(0, 0, 5, 10) is None
-    assert learnable_noise_check(5, 10, 0, 0) is None
-
-
 class _LabelSteps(Callback):
     """Largest move of any row's label logits at each training step."""
 
@@ -184,14 +165,10 @@ def test_learnable_noise_caps_the_label_steps_and_lengthens_the_warm_up(linear_n
     clf = _fit("mslg", linear_noise, max_epochs=5, callbacks=[_LabelSteps()])
     (steps,) = [cb for _, cb in clf.net_.callbacks_ if isinstance(cb, _LabelSteps)]
     check = clf.learnable_noise_check_
-    first = clf.history_[0]
-    assert check["given_label_agreement"] == pytest.approx(first["given_label_agreement"])
-    assert check["trusted_accuracy"] == pytest.approx(first["trusted_label_agreement"])
-    assert check["given_label_agreement"] > check["trusted_accuracy"] + 0.05
+    assert_check_reads_the_first_epoch(check, clf, linear_noise)
     assert check["learnable"] and check["corrects_less"]
     assert check["max_step"] == 1.0 and check["longer_warmup"]
     assert clf.warmup_epochs_ == 3  # 60% of 5 epochs instead of 40%
-    assert "given_label_agreement" not in clf.history_[1]  # the first epoch only
     # the label table moves in the meta epochs only, and never by more than 1.0 a step
     n_batches = len(clf.history_[0]["batches"])
     moves = np.array(steps.moves_)
@@ -218,7 +195,7 @@ def test_no_learnable_noise_leaves_the_fit_as_it_was(sym40):
     check = checked.learnable_noise_check_
     assert not check["learnable"] and not check["corrects_less"]
     assert check["max_step"] == 3.0 and not check["longer_warmup"]
-    assert check["given_label_agreement"] < check["trusted_accuracy"]
+    assert check["given_label_log_proba"] < check["trusted_label_log_proba"]
     assert unchecked.learnable_noise_check_ is None
     np.testing.assert_array_equal(checked.predict_proba(sym40.X), unchecked.predict_proba(sym40.X))
     np.testing.assert_array_equal(checked.corrected_proba_, unchecked.corrected_proba_)
@@ -227,10 +204,10 @@ def test_no_learnable_noise_leaves_the_fit_as_it_was(sym40):
 def test_learnable_noise_check_needs_the_trusted_rows_in_the_first_epoch(linear_noise):
     apart = _fit("mslg", linear_noise, max_epochs=3, train_on_meta=False)
     assert apart.learnable_noise_check_ is None
-    assert "trusted_label_agreement" not in apart.history_[0]
+    assert "label_log_proba_sums" not in apart.history_[0]
     pretrained = _fit("mslg", linear_noise, max_epochs=3, pretrain_epochs=2)
     assert pretrained.learnable_noise_check_ is None
-    assert "given_label_agreement" not in pretrained.history_[0]
+    assert "label_log_proba_sums" not in pretrained.history_[0]
 
 
 def test_learnable_noise_is_validated(sym40):

@@ -81,9 +81,10 @@ __all__ = [
 #: chance-corrected estimate").
 HEAVY_NOISE_BELOW = 0.25
 
-#: The first epoch's agreement with the given labels must exceed its accuracy on
-#: the trusted rows by at least this much, and by ``LEARNABLE_NOISE_Z`` standard
-#: errors, for :func:`learnable_noise_check` to find the noise learnable.
+#: The first epoch's mean log-probability of the given labels must exceed that of
+#: the trusted rows' labels (class by class) by at least this much (in nats), and
+#: by ``LEARNABLE_NOISE_Z`` standard errors, for :func:`learnable_noise_check` to
+#: find the noise learnable.
 LEARNABLE_NOISE_MARGIN = 0.05
 LEARNABLE_NOISE_Z = 1.645  # a one-sided test at 5%
 
@@ -177,68 +178,110 @@ def saturation_excess(z, margin):
     return (z.abs() - margin).clamp_min(0.0).pow(2)
 
 
-def learnable_noise_check(given_hits, n_noisy, trusted_hits, n_trusted):
+def _pooled_variance(count, total, total_sq):
+    """Within-class variance pooled over the classes (per-class sums given).
+
+    The variance about the group's overall mean where no class has two rows;
+    ``None`` with fewer than two rows in all.
+    """
+    n = count.sum()
+    within = total_sq - np.divide(total**2, count, out=np.zeros_like(total), where=count > 0)
+    dof = (count - 1).clip(min=0).sum()
+    if dof > 0:
+        return max(float(within[count > 1].sum() / dof), 0.0)
+    if n > 1:
+        return max(float((total_sq.sum() - total.sum() ** 2 / n) / (n - 1)), 0.0)
+    return None
+
+
+def learnable_noise_check(noisy, trusted):
     """Whether the network learns the given labels sooner than the true ones.
 
     From the first epoch of training, before each batch's step (so every row is
-    predicted by a network that has not yet trained on it in this fit):
-    ``given_hits`` of the ``n_noisy`` noisy rows' predictions equal their given
-    label, ``trusted_hits`` of the ``n_trusted`` trusted rows' their (true) label.
+    predicted by a network that has not yet trained on it in this fit), the
+    log-probability the network gives a row's label: ``noisy`` and ``trusted``
+    are arrays of shape ``(3, n_classes)``, per class the count, sum and sum of
+    squares of it over the noisy rows (by given label) and over the trusted
+    rows (by their true label).
 
-    Under class-conditional noise a network that learns the true labels agrees
-    with the given ones *less* often than it is right: with symmetric noise at
-    rate ``r`` over ``C`` classes and accuracy ``acc``, the agreement is
-    ``(1 - r) acc + r (1 - acc) / (C - 1)``, below ``acc`` wherever ``acc > 1/C``.
-    Agreement well above the trusted accuracy says that the wrong labels follow
-    a pattern in the features that the network picks up before the true labels
-    (``benchmarks/README.md``, "What the labels are at instance noise": on
-    ``mnist1d``'s instance noise the flipped labels are a linear model's
-    predictions), and that corrections built on the network's own predictions
-    are then moved by that pattern.  The noise is called learnable when the
-    agreement exceeds the trusted accuracy by more than
-    ``LEARNABLE_NOISE_MARGIN`` and by more than ``LEARNABLE_NOISE_Z`` standard
-    errors of the difference (each share a binomial proportion).
+    Under class-conditional noise a network that learns the true labels gives
+    the given labels *less* probability than the true ones: a flipped row's
+    given label is one the network finds unlikely.  More probability for the
+    given labels than for the trusted rows' labels says that the wrong labels
+    follow a pattern in the features that the network picks up before the
+    true labels (``benchmarks/README.md``, "What the labels are at instance
+    noise": on ``mnist1d``'s instance noise the flipped labels are a linear
+    model's predictions), and that corrections built on the network's own
+    predictions are then moved by that pattern.
 
-    Returns a dict: ``given_label_agreement``, ``trusted_accuracy``, ``z`` and
-    ``learnable``; ``None`` when either count is zero.
+    The two sides are compared class by class: each class's mean over the
+    noisy rows given that label minus its mean over the trusted rows of that
+    class, averaged with the trusted rows' class shares as weights (a network
+    early in training favours the larger classes, so on imbalanced data the
+    noisy rows, drawn from the data's own class shares, would otherwise look
+    better fitted than a class-balanced trusted set under any noise).  The
+    standard error takes each group's within-class variance, pooled over the
+    classes.  The noise is called learnable when the difference exceeds
+    ``LEARNABLE_NOISE_MARGIN`` (nats) and ``LEARNABLE_NOISE_Z`` standard
+    errors.  Log-probabilities rather than the share of hits: a flipped label
+    the network finds unlikely costs much, one it predicts costs nothing, and
+    this separates the two kinds of noise far better (``benchmarks/HISTORY.md``,
+    "Stop 45: the learnable-noise check on log-probabilities, class by class").
+
+    Returns a dict: ``given_label_log_proba`` and ``trusted_label_log_proba``
+    (the class-weighted means), ``z`` and ``learnable``; ``None`` when no
+    class has rows on both sides or a variance cannot be estimated.
     """
-    if not n_noisy or not n_trusted:
+    noisy = np.asarray(noisy, dtype=float)
+    trusted = np.asarray(trusted, dtype=float)
+    both = (noisy[0] > 0) & (trusted[0] > 0)
+    if not both.any():
         return None
-    a = float(given_hits) / float(n_noisy)
-    t = float(trusted_hits) / float(n_trusted)
-    se = float(np.sqrt(a * (1.0 - a) / n_noisy + t * (1.0 - t) / n_trusted))
-    z = (a - t) / se if se > 0 else (np.inf if a > t else 0.0)
+    var_noisy = _pooled_variance(*noisy[:, both])
+    var_trusted = _pooled_variance(*trusted[:, both])
+    if var_noisy is None or var_trusted is None:
+        return None
+    (n_noisy, sum_noisy), (n_trusted, sum_trusted) = noisy[:2, both], trusted[:2, both]
+    weight = n_trusted / n_trusted.sum()
+    given = float(weight @ (sum_noisy / n_noisy))
+    true = float(weight @ (sum_trusted / n_trusted))
+    se = float(np.sqrt(weight**2 @ (var_noisy / n_noisy + var_trusted / n_trusted)))
+    diff = given - true
+    z = diff / se if se > 0 else (np.inf if diff > 0 else 0.0)
     return {
-        "given_label_agreement": a,
-        "trusted_accuracy": t,
+        "given_label_log_proba": given,
+        "trusted_label_log_proba": true,
         "z": float(z),
-        "learnable": bool(a - t > LEARNABLE_NOISE_MARGIN and z > LEARNABLE_NOISE_Z),
+        "learnable": bool(diff > LEARNABLE_NOISE_MARGIN and z > LEARNABLE_NOISE_Z),
     }
 
 
 def first_epoch_noise_check(net):
-    """:func:`learnable_noise_check` on the first epoch's shares, as the second begins.
+    """:func:`learnable_noise_check` on the first epoch's sums, as the second begins.
 
     Called by :meth:`MetaMethod.check_noise_pattern`.  When the second epoch
-    begins (and only then) the first epoch's history row holds the shares the
-    engine counted; an epoch predicts every training row once, so the counts
-    are the table's.  ``None`` at any
-    other epoch, where the shares were not counted (no trusted rows in the
-    training batches, or a pre-training), or where either count is zero.
+    begins (and only then) the first epoch's history row holds the per-class
+    sums the engine counted (``label_log_proba_sums``); an epoch predicts
+    every training row once, so they cover the table.  The shares of hits
+    (``given_label_agreement``, ``trusted_accuracy``) are added to the check
+    as a description.  ``None`` at any other epoch, where nothing was counted
+    (no trusted rows in the training batches, or a pre-training), or where
+    :func:`learnable_noise_check` is ``None``.
     """
     if len(net.history) != 2:
         return None
     row = net.history[-2]
-    if "given_label_agreement" not in row or "trusted_label_agreement" not in row:
+    if "label_log_proba_sums" not in row:
         return None
-    n_trusted = int(net.train_info.trusted.sum())
-    n_noisy = int(net.train_info.n_samples) - n_trusted
-    return learnable_noise_check(
-        row["given_label_agreement"] * n_noisy,
-        n_noisy,
-        row["trusted_label_agreement"] * n_trusted,
-        n_trusted,
-    )
+    sums = np.asarray(row["label_log_proba_sums"], dtype=float)  # (3, 2, n_classes)
+    check = learnable_noise_check(sums[:, 0], sums[:, 1])
+    if check is None:
+        return None
+    shares = {"given_label_agreement": None, "trusted_accuracy": None}
+    for key, name in zip(shares, ("given_label_agreement", "trusted_label_agreement")):
+        if name in row:
+            shares[key] = float(row[name])
+    return {**shares, **check}
 
 
 def lengthen_default_warmup(net, fraction=LEARNABLE_NOISE_WARMUP_FRACTION):
@@ -357,10 +400,12 @@ class MetaMethod(BaseEstimator):
         labels are right (the method's fixed warm-up otherwise): ``True`` for
         ``mslg``.
     checks_noise_pattern : bool
-        Whether the engine counts, over the first epoch, how often the
-        network's predictions (before each batch's step) equal the noisy rows'
-        given labels and the trusted rows' labels, and records the shares in
-        that epoch's history row (``given_label_agreement``,
+        Whether the engine sums, over the first epoch and class by class, the
+        log-probability that the network (before each batch's step) gives the
+        noisy rows' given labels and the trusted rows' labels, and records the
+        sums in that epoch's history row (``label_log_proba_sums``: count, sum
+        and sum of squares, for the noisy rows then the trusted rows, per
+        class; beside them the shares of hits, ``given_label_agreement`` and
         ``trusted_label_agreement``) for :func:`learnable_noise_check`, which
         :meth:`check_noise_pattern` runs as the second epoch begins.  Not
         after a pre-training, which has trained on the trusted rows.  ``True``
@@ -478,7 +523,7 @@ class MetaMethod(BaseEstimator):
 
         For a method with ``checks_noise_pattern`` and ``learnable_noise="auto"``
         (its parameter): :func:`first_epoch_noise_check` on the first epoch's
-        shares; where it finds the noise learnable and
+        sums; where it finds the noise learnable and
         :meth:`keeps_correcting` does not hold, the check's ``corrects_less``
         is set and :meth:`learnable_noise_response` makes the method correct
         less.  The check, with what the response recorded, is kept as
