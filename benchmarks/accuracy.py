@@ -383,7 +383,7 @@ def run(settings, progress=print):
             for seed in settings["seeds"]:
                 case = make_noisy_case(
                     dataset, kind=kind, rate=rate, meta_per_class=settings["meta_per_class"],
-                    seed=seed,
+                    seed=seed, imbalance=settings.get("imbalance"),
                 )  # fmt: skip
                 progress(
                     f"{dataset} {kind} {rate} seed {seed}: {len(case.X)} noisy rows "
@@ -657,6 +657,14 @@ def format_table(report) -> str:
     if params:
         given = ", ".join(f"{k}={v!r}" for k, v in params.items())
         lines += [f"Library methods fitted with {given} (peers unchanged).", ""]
+    imbalance = report["settings"].get("imbalance")
+    if imbalance is not None:
+        lines += [
+            f"Classes thinned geometrically: the k-th keeps {imbalance:g}**k of its rows "
+            f"(at least {4 * report['settings']['meta_per_class']}); the trusted set "
+            "stays balanced.",
+            "",
+        ]
     lines += _overview(report)
     order = {n: i for i, n in enumerate(report["settings"]["methods"] + PEERS)}
     cases = []
@@ -730,6 +738,7 @@ MERGE_SETTINGS = (
     "meta_every",
     "params",
     "meta_per_class",
+    "imbalance",
     "device",
     "quick",
 )
@@ -954,6 +963,15 @@ def main(argv=None):
         "e.g. --set method__embed_size=32; repeatable",
     )
     parser.add_argument("--meta-per-class", type=int, default=10)
+    parser.add_argument(
+        "--imbalance",
+        type=float,
+        default=None,
+        metavar="R",
+        help="thin the classes geometrically: the k-th keeps R**k of its rows, at least "
+        "4 x --meta-per-class (make_noisy_case's imbalance); the trusted set stays "
+        "balanced",
+    )
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
     parser.add_argument("--json", default=None, help="write the report to this file")
@@ -1007,6 +1025,7 @@ def main(argv=None):
         "meta_every": args.meta_every,
         "params": _parse_params(args.set, parser, methods),
         "meta_per_class": args.meta_per_class,
+        "imbalance": args.imbalance,
         "device": args.device,
         "quick": args.quick,
     }

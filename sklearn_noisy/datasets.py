@@ -180,7 +180,14 @@ class NoisyCase:
 
 
 def make_noisy_case(
-    dataset="digits", *, kind="symmetric", rate=0.4, meta_per_class=10, test_size=0.3, seed=0
+    dataset="digits",
+    *,
+    kind="symmetric",
+    rate=0.4,
+    meta_per_class=10,
+    test_size=0.3,
+    seed=0,
+    imbalance=None,
 ) -> NoisyCase:
     """Split a bundled dataset into noisy training rows, a trusted set and a test set.
 
@@ -188,14 +195,36 @@ def make_noisy_case(
     set; the other training rows get noise of ``kind`` at ``rate``
     (:func:`sklearn_noisy.noise.make_noisy_labels`).
 
+    ``imbalance``, a float in (0, 1], first thins the classes geometrically:
+    the ``k``-th class (in sorted order) keeps ``imbalance ** k`` of its rows,
+    drawn at random, but never fewer than ``4 * meta_per_class`` (so that
+    every class keeps trusted, noisy and test rows).  The test set is thinned
+    with the rest; the trusted set keeps ``meta_per_class`` rows of every
+    class, as a hand-labelled set usually would.  ``None`` (the default)
+    keeps every row.
+
     Examples
     --------
     >>> from sklearn_noisy.datasets import make_noisy_case
     >>> case = make_noisy_case("digits", kind="pair", rate=0.4, seed=0)
     >>> case.X_meta.shape, round(case.noisy_accuracy, 1)
     ((100, 64), 0.6)
+    >>> skewed = make_noisy_case("digits", rate=0.2, seed=0, imbalance=0.7)
+    >>> int((skewed.y_true == 0).sum()), int((skewed.y_true == 9).sum())
+    (114, 18)
     """
     X, y = load_features(dataset)
+    if imbalance is not None:
+        if not 0.0 < float(imbalance) <= 1.0:
+            raise ValueError(f"imbalance must be in (0, 1] or None; got {imbalance!r}.")
+        thin = np.random.RandomState(seed)
+        keep = []
+        for k, c in enumerate(np.unique(y)):
+            rows = np.flatnonzero(y == c)
+            n = max(int(round(float(imbalance) ** k * len(rows))), 4 * meta_per_class)
+            keep.append(thin.choice(rows, min(n, len(rows)), replace=False))
+        keep = np.sort(np.concatenate(keep))
+        X, y = X[keep], y[keep]
     X_tr, X_te, y_tr, y_te = train_test_split(
         X, y, test_size=test_size, random_state=seed, stratify=y
     )

@@ -9,6 +9,7 @@ import pytest
 
 from sklearn_noisy import MetaLabelCorrectionClassifier
 from sklearn_noisy._engine import TrainInfo
+from sklearn_noisy.datasets import make_noisy_case
 from sklearn_noisy.methods import MLC, MSLC, TMLC
 from sklearn_noisy.methods._base import learnable_noise_check
 from tests.conftest import assert_check_reads_the_first_epoch
@@ -181,32 +182,16 @@ def test_check_needs_the_margin_and_the_z_cut():
 
 
 def test_imbalanced_classes_with_symmetric_noise_do_not_fire():
-    """mnist1d with classes kept at 0.7**c of their size and 20% symmetric noise: the
+    """mnist1d with classes kept at 0.7**k of their size and 20% symmetric noise: the
     first epoch's network agrees with the given labels far more often than it is right
     on the class-balanced trusted set (the shares a pooled check compared until stop
     45), but class by class the given labels are the less likely ones."""
-    from sklearn_noisy.datasets import load_features
-    from sklearn_noisy.noise import make_noisy_labels
-
-    X, y = load_features("mnist1d")
-    rng = np.random.RandomState(0)
-    keep = np.concatenate(
-        [
-            rng.choice(np.flatnonzero(y == c), max(100, int(0.7**c * (y == c).sum())), False)
-            for c in range(10)
-        ]
-    )
-    X, y = X[keep], y[keep]
-    meta = np.concatenate(
-        [rng.choice(np.flatnonzero(y == c), 10, replace=False) for c in range(10)]
-    )
-    rest = np.setdiff1d(np.arange(len(y)), meta)
-    y_noisy, _ = make_noisy_labels(y[rest], kind="symmetric", rate=0.2, random_state=0)
-    X_before, y_before = X[rest].copy(), y_noisy.copy()
-    clf = MetaLabelCorrectionClassifier(method="mlc", max_epochs=2, random_state=0)
-    clf.fit(X[rest], y_noisy, X_meta=X[meta], y_meta=y[meta])
+    case = make_noisy_case("mnist1d", kind="symmetric", rate=0.2, seed=0, imbalance=0.7)
+    X_before, y_before = case.X.copy(), case.y_noisy.copy()
+    clf = _fit("mlc", case, max_epochs=2)
     check = clf.learnable_noise_check_
+    assert_check_reads_the_first_epoch(check, clf, case)
     assert check["given_label_agreement"] > check["trusted_accuracy"] + 0.1
     assert check["z"] < 0 and not check["learnable"] and not check["corrects_less"]
-    np.testing.assert_array_equal(X[rest], X_before)
-    np.testing.assert_array_equal(y_noisy, y_before)
+    np.testing.assert_array_equal(case.X, X_before)
+    np.testing.assert_array_equal(case.y_noisy, y_before)
