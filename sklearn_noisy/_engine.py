@@ -985,9 +985,6 @@ class BiLevelNet(NeuralNet):
 
     def on_epoch_end(self, net, **kwargs):
         self.method.on_epoch_end(self)
-        sums = self._epoch_sums.pop("label_log_proba_sums", None)
-        if sums is not None:  # count, sum, sum of squares; [noisy, trusted]; per class
-            self.history.record("label_log_proba_sums", sums.view(3, 2, -1).tolist())
         for name, (total, weight) in self._epoch_sums.items():
             total, weight = (float(v.item() if torch.is_tensor(v) else v) for v in (total, weight))
             if weight:  # e.g. no noisy row in the epoch: nothing to record
@@ -1161,28 +1158,26 @@ class BiLevelNet(NeuralNet):
                     "trusted_label_agreement", (hit & trusted).sum(), trusted.sum()
                 )
                 if self.has_trusted_rows_:  # else nothing to compare with
-                    self._count_label_log_proba(logits, y, trusted)
+                    self._count_label_log_proba(logits, y, noisy, trusted)
         return {"loss": loss.detach(), "y_pred": logits}
 
-    def _count_label_log_proba(self, logits, y, trusted):
-        """Add the batch to the epoch's per-class sums of ``log p(label)``.
+    def _count_label_log_proba(self, logits, y, noisy, trusted):
+        """Add the batch's ``log p(label)`` to the epoch's means, and their squares.
 
-        Noisy rows are counted under their given label, trusted rows under
-        theirs: count, sum and sum of squares, kept as one tensor on the
-        device (no sync on a step) and recorded at the epoch's end as
-        ``label_log_proba_sums`` (see ``MetaMethod.checks_noise_pattern``).
+        For the noisy rows (their given labels) and the trusted rows, recorded
+        at the epoch's end as ``given_label_log_proba``,
+        ``trusted_label_log_proba`` and the means of the squares (``..._sq``);
+        see ``MetaMethod.checks_noise_pattern``.  Sums kept as tensors: no
+        host-device sync on a step.
         """
-        n_classes = self.train_info.n_classes
-        # float64 where the device has it: sums of squares over many rows
+        # float64 where the device has it: means of squares over many rows
         dtype = torch.float32 if logits.device.type == "mps" else torch.float64
         log_p = logits.to(dtype).log_softmax(1).gather(1, y[:, None])[:, 0]
-        values = torch.stack([torch.ones_like(log_p), log_p, log_p * log_p])
-        columns = trusted.long() * n_classes + y  # noisy rows first, then trusted
-        sums = self._epoch_sums.get("label_log_proba_sums")
-        if sums is None:
-            sums = torch.zeros(3, 2 * n_classes, dtype=dtype, device=logits.device)
-            self._epoch_sums["label_log_proba_sums"] = sums
-        sums.index_add_(1, columns, values)
+        for name, rows in (("given", noisy), ("trusted", trusted)):
+            kept = log_p * rows.to(dtype)
+            n = rows.sum()
+            self._accumulate_total(f"{name}_label_log_proba", kept.sum(), n)
+            self._accumulate_total(f"{name}_label_log_proba_sq", (kept * log_p).sum(), n)
 
     def _adam_from_lookahead(self, reused, versions):
         """Whether the actual step may take the look-ahead's Adam moments.

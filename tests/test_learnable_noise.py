@@ -35,7 +35,7 @@ def test_learnable_noise_lengthens_the_default_warm_up(name, linear_noise):
     by hand."""
     clf = _fit(name, linear_noise, max_epochs=10)
     check = clf.learnable_noise_check_
-    assert_check_reads_the_first_epoch(check, clf, linear_noise)
+    assert_check_reads_the_first_epoch(check, clf)
     assert check["learnable"] and check["corrects_less"] and check["longer_warmup"]
     assert clf.warmup_epochs_ == 6
     by_hand = _fit(
@@ -98,7 +98,7 @@ def test_no_learnable_noise_leaves_the_fit_as_it_was(name, sym40):
     checked = _fit(name, sym40, max_epochs=6, pretrain_epochs=0)
     unchecked = _fit(METHODS[name](learnable_noise=False), sym40, max_epochs=6, pretrain_epochs=0)
     check = checked.learnable_noise_check_
-    assert_check_reads_the_first_epoch(check, checked, sym40)
+    assert_check_reads_the_first_epoch(check, checked)
     assert check["given_label_log_proba"] < check["trusted_label_log_proba"]
     assert not check["learnable"] and not check["corrects_less"]
     assert unchecked.learnable_noise_check_ is None
@@ -114,84 +114,67 @@ def test_learnable_noise_is_validated(name, sym40):
 # --- the check itself
 
 
-def _sums(groups):
-    """(3, n_classes) count, sum and sum of squares from per-class arrays of values."""
-    return np.array([[len(v), np.sum(v), np.sum(np.square(v))] for v in groups]).T
+def _group(n, hits, log_proba, sd):
+    return {"n": n, "hits": hits, "log_proba": log_proba, "log_proba_sq": sd**2 + log_proba**2}
 
 
-def _values(mean, n, spread=0.5, seed=0):
-    """``n`` values of mean exactly ``mean`` and standard deviation about ``spread``."""
-    v = np.random.RandomState(seed).normal(0.0, spread, n)
-    return v - v.mean() + mean
+def test_check_reads_hits_and_log_probabilities():
+    # symmetric noise at 40%, a network 30% right: agreement 0.22 < 0.30, and the
+    # flipped rows' labels unlikely
+    check = learnable_noise_check(_group(3400, 0.22, -2.2, 0.5), _group(100, 0.30, -2.0, 0.6))
+    assert check["z_agreement"] < 0 and check["z_log_proba"] < 0 and not check["learnable"]
+    # mnist1d instance 0.4, seed 0: 1212 of 3400 against 23 of 100
+    check = learnable_noise_check(
+        _group(3400, 1212 / 3400, -1.75, 0.5), _group(100, 0.23, -1.9, 0.6)
+    )
+    assert check["z_agreement"] == pytest.approx(2.95, abs=0.01)
+    # the log-probabilities' z by hand (sample variances from the means of squares)
+    se = np.sqrt(0.25 * 3400 / 3399 / 3400 + 0.36 * 100 / 99 / 100)
+    assert check["z_log_proba"] == pytest.approx(0.15 / se)
+    assert check["learnable"]
 
 
-def test_check_compares_log_probabilities_class_by_class():
-    # symmetric noise: the flipped rows' given labels are unlikely, so the noisy
-    # rows' mean log-probability is below the trusted rows' in every class
-    noisy = _sums([_values(-2.2, 340, seed=c) for c in range(10)])
-    trusted = _sums([_values(-2.0, 10, seed=10 + c) for c in range(10)])
-    check = learnable_noise_check(noisy, trusted)
-    assert check["given_label_log_proba"] == pytest.approx(-2.2)
-    assert check["trusted_label_log_proba"] == pytest.approx(-2.0)
-    assert check["z"] < 0 and not check["learnable"]
-    # the given labels better fitted by 0.15 nats: the z by hand, from the pooled
-    # within-class variances of the two groups
-    noisy = _sums([_values(-1.75, 340, seed=c) for c in range(10)])
-    check = learnable_noise_check(noisy, trusted)
-    pooled = [np.sum(s[2] - s[1] ** 2 / s[0]) / np.sum(s[0] - 1) for s in (noisy, trusted)]
-    se = np.sqrt(10 * (1 / 10) ** 2 * (pooled[0] / 340 + pooled[1] / 10))  # 10 classes
-    assert check["z"] == pytest.approx(0.25 / se)
-    assert check["z"] > 1.645 and check["learnable"]
-
-
-def test_check_weighs_the_classes_as_the_trusted_set_does():
-    """Imbalanced data: an early network favours the large class, so the noisy rows
-    (mostly of it) are better fitted than a class-balanced trusted set under any
-    noise.  Class by class the given labels are the less likely: not learnable."""
-    noisy = _sums([_values(-0.5, 3000), _values(-2.6, 300, seed=1)])
-    trusted = _sums([_values(-0.4, 10, seed=2), _values(-2.5, 10, seed=3)])
-    pooled_noisy = noisy[1].sum() / noisy[0].sum()
-    pooled_trusted = trusted[1].sum() / trusted[0].sum()
-    assert pooled_noisy > pooled_trusted + 0.5  # what a pooled comparison would see
-    check = learnable_noise_check(noisy, trusted)
-    assert check["given_label_log_proba"] == pytest.approx((-0.5 - 2.6) / 2)
-    assert check["z"] < 0 and not check["learnable"]
+def test_either_view_can_find_the_noise_learnable():
+    trusted = _group(100, 0.25, -1.9, 0.6)
+    # hits level, the given labels far more likely: learnable (most mnist1d
+    # instance fits the hits' test missed looked like this)
+    by_log_proba = learnable_noise_check(_group(3400, 0.27, -1.6, 0.5), trusted)
+    assert by_log_proba["z_agreement"] < 1.645 < by_log_proba["z_log_proba"]
+    assert by_log_proba["learnable"]
+    # many more hits but the flipped labels unlikely (an early network on data whose
+    # classes are less balanced than the trusted set): learnable too
+    by_hits = learnable_noise_check(_group(3400, 0.40, -2.0, 0.9), trusted)
+    assert by_hits["z_log_proba"] < 1.645 < by_hits["z_agreement"]
+    assert by_hits["learnable"]
 
 
 def test_check_needs_the_margin_and_the_z_cut():
-    trusted = _sums([_values(-2.0, 10, seed=10 + c) for c in range(10)])
-    # significant but below the margin of 0.05 nats
-    many = _sums([_values(-1.97, 10**5, seed=c) for c in range(10)])
-    big_trusted = _sums([_values(-2.0, 10**4, seed=10 + c) for c in range(10)])
-    check = learnable_noise_check(many, big_trusted)
-    assert check["z"] > 5 and not check["learnable"]
-    # above the margin but within the noise of two trusted rows per class
-    few = _sums([_values(-2.0, 2, spread=1.0, seed=10 + c) for c in range(10)])
-    check = learnable_noise_check(_sums([_values(-1.9, 340, seed=c) for c in range(10)]), few)
-    assert 0 < check["z"] < 1.645 and not check["learnable"]
-    # a class without noisy rows is left out; no class on both sides gives None
-    noisy = _sums([_values(-1.5, 340), np.array([])])
-    assert learnable_noise_check(noisy, trusted[:, :2])["given_label_log_proba"] == -1.5
-    assert learnable_noise_check(_sums([[], [-1.0, -2.0]]), _sums([[-1.0, -2.0], []])) is None
-    # one trusted row in all: no variance
-    assert learnable_noise_check(noisy, _sums([[-1.0], []])) is None
-    # one trusted row per class: the variance about the group's mean stands in
-    both = _sums([_values(-1.5, 340), _values(-1.5, 340, seed=1)])
-    check = learnable_noise_check(both, _sums([[-1.0], [-3.0]]))
-    assert check["trusted_label_log_proba"] == pytest.approx(-2.0) and np.isfinite(check["z"])
+    # significant but below the margins of 0.05 (a share; nats)
+    check = learnable_noise_check(_group(10**6, 0.54, -1.96, 0.5), _group(10**5, 0.50, -2.0, 0.5))
+    assert check["z_agreement"] > 20 and check["z_log_proba"] > 20
+    assert not check["learnable"]
+    # above the margins but within the noise of 20 trusted rows
+    check = learnable_noise_check(_group(3400, 0.40, -1.8, 0.6), _group(20, 0.30, -1.9, 0.6))
+    assert 0 < check["z_agreement"] < 1.645 and 0 < check["z_log_proba"] < 1.645
+    assert not check["learnable"]
+    assert learnable_noise_check(_group(0, 0, 0, 0), _group(10, 0.5, -1, 1)) is None
+    assert learnable_noise_check(_group(10, 0.5, -1, 1), _group(0, 0, 0, 0)) is None
 
 
-def test_imbalanced_classes_with_symmetric_noise_do_not_fire():
-    """mnist1d with classes kept at 0.7**k of their size and 20% symmetric noise: the
-    first epoch's network agrees with the given labels far more often than it is right
-    on the class-balanced trusted set (the shares a pooled check compared until stop
-    45), but class by class the given labels are the less likely ones."""
+def test_imbalanced_classes_fire_by_hits_and_correcting_less_pays():
+    """mnist1d with classes kept at 0.7**k of their size and 20% symmetric noise.  The
+    first epoch's network favours the large classes, so it fits the given labels (most
+    of them in the large classes) better than the class-balanced trusted rows' labels,
+    and the check fires.  Correcting less is right there: the corrections, built on a
+    network that favours the large classes, move the small classes' labels to the
+    large ones (benchmarks/HISTORY.md, "Stop 45")."""
     case = make_noisy_case("mnist1d", kind="symmetric", rate=0.2, seed=0, imbalance=0.7)
     X_before, y_before = case.X.copy(), case.y_noisy.copy()
-    clf = _fit("mlc", case, max_epochs=2)
+    clf = _fit("mslc", case, max_epochs=50)
     check = clf.learnable_noise_check_
-    assert_check_reads_the_first_epoch(check, clf, case)
-    assert check["given_label_agreement"] > check["trusted_accuracy"] + 0.1
-    assert check["z"] < 0 and not check["learnable"] and not check["corrects_less"]
+    assert_check_reads_the_first_epoch(check, clf)
+    assert check["z_agreement"] > 1.645 and check["learnable"] and check["corrects_less"]
+    unchecked = _fit(MSLC(learnable_noise=False), case, max_epochs=50)
+    assert clf.score(case.X_test, case.y_test) > unchecked.score(case.X_test, case.y_test) + 0.02
     np.testing.assert_array_equal(case.X, X_before)
     np.testing.assert_array_equal(case.y_noisy, y_before)

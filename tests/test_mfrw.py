@@ -202,7 +202,7 @@ def test_learnable_noise_slows_the_advisor(linear_noise):
     clf = _fit("mfrw", linear_noise, max_epochs=10)
     assert clf.warmup_epochs_ == 1 and clf.pretrain_epochs_ == 0  # mnist1d: no pre-training
     check = clf.learnable_noise_check_
-    assert_check_reads_the_first_epoch(check, clf, linear_noise)
+    assert_check_reads_the_first_epoch(check, clf)
     assert check["learnable"] and check["corrects_less"] and check["meta_lr"] == 3e-4
     assert clf.net_.meta_optimizer_.param_groups[0]["lr"] == 3e-4
     # the meta steps start after the one warm-up epoch: the same fit as one given the
@@ -236,7 +236,7 @@ def test_no_learnable_noise_leaves_the_advisor_as_it_was(sym40):
 def test_learnable_noise_check_not_after_a_pre_training(linear_noise):
     pretrained = _fit("mfrw", linear_noise, max_epochs=3, pretrain_epochs=2)
     assert pretrained.learnable_noise_check_ is None
-    assert "label_log_proba_sums" not in pretrained.history_[0]
+    assert "trusted_label_log_proba" not in pretrained.history_[0]
     assert pretrained.net_.meta_optimizer_.param_groups[0]["lr"] == 1e-2
     apart = _fit("mfrw", linear_noise, max_epochs=3, pretrain_epochs=0, train_on_meta=False)
     assert apart.learnable_noise_check_ is None

@@ -165,7 +165,7 @@ def test_learnable_noise_caps_the_label_steps_and_lengthens_the_warm_up(linear_n
     clf = _fit("mslg", linear_noise, max_epochs=5, callbacks=[_LabelSteps()])
     (steps,) = [cb for _, cb in clf.net_.callbacks_ if isinstance(cb, _LabelSteps)]
     check = clf.learnable_noise_check_
-    assert_check_reads_the_first_epoch(check, clf, linear_noise)
+    assert_check_reads_the_first_epoch(check, clf)
     assert check["learnable"] and check["corrects_less"]
     assert check["max_step"] == 1.0 and check["longer_warmup"]
     assert clf.warmup_epochs_ == 3  # 60% of 5 epochs instead of 40%
@@ -204,10 +204,10 @@ def test_no_learnable_noise_leaves_the_fit_as_it_was(sym40):
 def test_learnable_noise_check_needs_the_trusted_rows_in_the_first_epoch(linear_noise):
     apart = _fit("mslg", linear_noise, max_epochs=3, train_on_meta=False)
     assert apart.learnable_noise_check_ is None
-    assert "label_log_proba_sums" not in apart.history_[0]
+    assert "trusted_label_log_proba" not in apart.history_[0]
     pretrained = _fit("mslg", linear_noise, max_epochs=3, pretrain_epochs=2)
     assert pretrained.learnable_noise_check_ is None
-    assert "label_log_proba_sums" not in pretrained.history_[0]
+    assert "trusted_label_log_proba" not in pretrained.history_[0]
 
 
 def test_learnable_noise_is_validated(sym40):

@@ -239,9 +239,10 @@ class MFRW(MetaMethod):
     * **A slower advisor where the noise is learnable** (``learnable_noise=
       "auto"``; our choice, not in the paper).  After the first epoch the fit
       runs ``mslg``'s check (``sklearn_noisy.methods._base.learnable_noise_check``):
-      where the network's predictions, taken before each batch's step, agree
-      with the noisy rows' given labels more often than with the trusted
-      rows' labels, by more than 0.05 and 1.645 standard errors, the wrong
+      where the network's predictions, taken before each batch's step, fit
+      the noisy rows' given labels better than the trusted rows' labels (more
+      hits, or more log-probability), by more than 0.05 and 1.645 standard
+      errors, the wrong
       labels follow a pattern of the features that the network learns before
       the true labels (on ``mnist1d``'s instance noise they are a linear
       model's predictions; ``benchmarks/README.md``, "What the labels are at

@@ -138,14 +138,16 @@ class MSLG(MetaMethod):
 
     **Smaller label steps where the noise is learnable** (``learnable_noise=
     "auto"``; our choice, not in the paper).  After the first epoch (plain
-    training in the warm-up) the fit compares how often the network's
-    predictions, taken before each batch's step, equal the noisy rows' given
-    labels and the trusted rows' labels
+    training in the warm-up) the fit compares how well the network's
+    predictions, taken before each batch's step, fit the noisy rows' given
+    labels and the trusted rows' labels: how often they hit them, and (since
+    stop 45) the mean log-probability they give them
     (``sklearn_noisy.methods._base.learnable_noise_check``).  Under
-    class-conditional noise the first share is the lower one; where it is
-    higher by more than 0.05 and by more than 1.645 standard errors, the wrong
-    labels follow a pattern of the features that the network learns before
-    the true labels, and the label table, moved by that network's gradients,
+    class-conditional noise the given labels are the worse fitted; where
+    either figure is higher for them by more than 0.05 (a share; nats) and
+    by more than 1.645 standard errors, the wrong labels follow a pattern of
+    the features that the network learns before the true labels, and the
+    label table, moved by that network's gradients,
     drifts away from the truth: on ``mnist1d``'s instance noise (whose
     flipped labels are a linear model's predictions) the table fell from
     0.600 to 0.495 right, on every one of 18 seeds, while on MNIST's and
@@ -158,11 +160,12 @@ class MSLG(MetaMethod):
     warm-up, i.e. where the trusted-set check found the trusted rows alone
     to predict better than the labels are right: the label table then has a
     good reference, and the labels may have far to move (stop 32's settings
-    cost MNIST instance 0.4 0.024).  That exception also keeps a chance
+    cost MNIST instance 0.4 0.024).  That exception also kept a chance
     firing of the check from costing a fit: on digits instance 0.4, seed 9,
     a network of nine steps agreed with the given labels on 0.307 of the
     rows and with 23 of the 100 trusted ones (z 1.74), and the small steps
-    cost 0.024 there before the exception was made.  The settings are
+    cost 0.024 there before the exception was made (the log-probabilities
+    read z 0.84 there).  The settings are
     stop 32's, chosen then on seeds 0-8 of that case and set aside because
     they cost the cases where labels must move far; behind the check they
     reach only the case they were meant for.  ``mnist1d`` instance 0.4, 30
@@ -183,7 +186,7 @@ class MSLG(MetaMethod):
     ``learnable_noise=False``, no trusted rows in the training batches as
     with ``train_on_meta=False``, or a pre-training, after which the trusted
     rows' predictions are not those of an untrained network); the first
-    epoch's two shares are also in ``history_``.
+    epoch's figures are also in ``history_``.
 
     Parameters
     ----------
