@@ -719,7 +719,7 @@ README_TABLE_SOURCES = {
     "The contested cases on fresh splits: seeds 12-17 (stop 36)": [
         "accuracy_contested_seeds12-17.json"
     ],
-    "`mnist1d` instance 0.4 on 30 seeds, with `mslg`'s learnable-noise check (stop 43)": [
+    "`mnist1d` instance 0.4 on 30 seeds, with the learnable-noise check (stops 43-45)": [
         "accuracy_mnist1d_instance_30_seeds.json"
     ],
 }

@@ -380,8 +380,9 @@ class TMLC(MetaMethod):
       targets would teach the wrong pattern; the fixed default warm-up then
       lasts 60% of ``max_epochs``.  Not after a pre-training, nor where the
       trusted-set check found the trusted rows the better model.
-      ``mnist1d`` instance 0.4, 30 seeds: 0.380 against ``ce``'s 0.375
-      (0.348 over seeds 0-17 before; ``benchmarks/HISTORY.md``, "Stop 44").
+      ``mnist1d`` instance 0.4, 30 seeds: 0.382 against ``ce``'s 0.374
+      (0.348 over seeds 0-17 before; ``benchmarks/HISTORY.md``, "Stop 44"
+      and "Stop 45").
       What the check found is the classifier's ``learnable_noise_check_``.
 
     On these cases the fitted corrector mostly ends near ``a = 0``: the
