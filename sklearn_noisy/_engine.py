@@ -131,6 +131,10 @@ class TrainInfo:
         ``warmup_epochs=None`` with neither the automatic warm-up nor a
         pre-training.  Only such a warm-up is lengthened where the noise is
         learnable (:meth:`~sklearn_noisy.methods.MetaMethod.learnable_noise_response`).
+    meta_class_weight : torch.Tensor or None
+        Weight of a trusted row of each class in the meta loss, float32, on the
+        net's device (the classifier's ``meta_class_weight_``); ``None``: every
+        trusted row weighs the same.
     """
 
     n_samples: int
@@ -142,6 +146,7 @@ class TrainInfo:
     heavy_noise: bool = False
     trusted_accuracy: float | None = None
     default_warmup: bool = False
+    meta_class_weight: torch.Tensor | None = None
 
     @property
     def trusted_rows_better(self) -> bool:
@@ -881,6 +886,8 @@ class BiLevelNet(NeuralNet):
         if info is not None:
             info.y = info.y.to(self.device)
             info.trusted = info.trusted.to(self.device)
+            if info.meta_class_weight is not None:
+                info.meta_class_weight = info.meta_class_weight.to(self.device)
         if self.method is not None and self.method.checks_noise_pattern:
             # a method without the parameter runs no check (MetaMethod.check_noise_pattern)
             validate_learnable_noise(getattr(self.method, "learnable_noise", False))
@@ -1000,8 +1007,12 @@ class BiLevelNet(NeuralNet):
         if info is not None:
             # plain attributes are pickled as they are: keep CUDA tensors out, so a
             # model fitted on a GPU loads on a CPU-only machine
+            weight = info.meta_class_weight
             state["train_info"] = dataclasses.replace(
-                info, y=info.y.cpu(), trusted=info.trusted.cpu()
+                info,
+                y=info.y.cpu(),
+                trusted=info.trusted.cpu(),
+                meta_class_weight=None if weight is None else weight.cpu(),
             )
         return state
 

@@ -10,7 +10,7 @@ import pytest
 from sklearn_noisy import MetaLabelCorrectionClassifier
 from sklearn_noisy._engine import TrainInfo
 from sklearn_noisy.datasets import make_noisy_case
-from sklearn_noisy.methods import MLC, MSLC, TMLC
+from sklearn_noisy.methods import MLC, MSLC, MSLG, TMLC
 from sklearn_noisy.methods._base import learnable_noise_check
 from tests.conftest import assert_check_reads_the_first_epoch
 
@@ -165,16 +165,19 @@ def test_imbalanced_classes_fire_by_hits_and_correcting_less_pays():
     """mnist1d with classes kept at 0.7**k of their size and 20% symmetric noise.  The
     first epoch's network favours the large classes, so it fits the given labels (most
     of them in the large classes) better than the class-balanced trusted rows' labels,
-    and the check fires.  Correcting less is right there: the corrections, built on a
-    network that favours the large classes, move the small classes' labels to the
-    large ones (benchmarks/HISTORY.md, "Stop 45")."""
+    and the check fires.  Correcting less is right there for ``mslg``, whose label
+    steps would move the small classes' labels to the large ones; with the meta loss
+    weighted to the labels' class shares (``meta_class_weight="auto"``, which weighs
+    here) it gains 0.046 on average over 12 such fits, where ``mlc`` and ``mslc`` now
+    move by +0.002 and +0.005 (benchmarks/HISTORY.md, "Stop 45" and "Stop 46")."""
     case = make_noisy_case("mnist1d", kind="symmetric", rate=0.2, seed=0, imbalance=0.7)
     X_before, y_before = case.X.copy(), case.y_noisy.copy()
-    clf = _fit("mslc", case, max_epochs=50)
+    clf = _fit("mslg", case, max_epochs=50)
+    assert clf.meta_class_weight_ is not None
     check = clf.learnable_noise_check_
     assert_check_reads_the_first_epoch(check, clf)
     assert check["z_agreement"] > 1.645 and check["learnable"] and check["corrects_less"]
-    unchecked = _fit(MSLC(learnable_noise=False), case, max_epochs=50)
-    assert clf.score(case.X_test, case.y_test) > unchecked.score(case.X_test, case.y_test) + 0.02
+    unchecked = _fit(MSLG(learnable_noise=False), case, max_epochs=50)
+    assert clf.score(case.X_test, case.y_test) > unchecked.score(case.X_test, case.y_test) + 0.03
     np.testing.assert_array_equal(case.X, X_before)
     np.testing.assert_array_equal(case.y_noisy, y_before)

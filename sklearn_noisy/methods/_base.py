@@ -499,7 +499,12 @@ class MetaMethod(BaseEstimator):
         return 1.0
 
     def meta_loss(self, net, logits, y):
-        return F.cross_entropy(logits, y) + self.meta_penalty(net)
+        """Cross-entropy of the look-ahead network on the meta batch, plus
+        :meth:`meta_penalty`.  The mean is weighted by class where the
+        classifier's ``meta_class_weight_`` is set (``TrainInfo.meta_class_weight``)."""
+        info = net.train_info
+        weight = None if info is None else info.meta_class_weight
+        return F.cross_entropy(logits, y, weight=weight) + self.meta_penalty(net)
 
     def meta_penalty(self, net):
         """Extra term of the meta loss on the meta parameters (0 by default)."""
