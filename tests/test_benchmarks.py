@@ -722,6 +722,9 @@ README_TABLE_SOURCES = {
     "`mnist1d` instance 0.4 on 30 seeds, with the learnable-noise check (stops 43-45)": [
         "accuracy_mnist1d_instance_30_seeds.json"
     ],
+    "Imbalanced classes: the meta loss weighted to the labels' class shares (stop 46)": [
+        "accuracy_imbalanced_0.7.json"
+    ],
 }
 
 
