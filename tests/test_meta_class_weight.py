@@ -148,3 +148,14 @@ def test_weighting_to_the_labels_shares_pays_on_imbalanced_data():
     assert abs(share["weighted"] - rare.mean()) < abs(share["plain"] - rare.mean())
     np.testing.assert_array_equal(case.X, X_before)
     np.testing.assert_array_equal(case.y_noisy, y_before)
+
+
+@pytest.mark.cuda
+def test_weights_on_the_gpu_and_back(skewed):
+    """The weights sit on the net's device while it trains (the meta loss would mix
+    devices otherwise) and are pickled on the CPU."""
+    clf = _fit(skewed, meta_class_weight="labels", device="cuda", max_epochs=3)
+    assert clf.net_.train_info.meta_class_weight.is_cuda
+    state = clf.net_.__getstate__()["train_info"]
+    assert state.meta_class_weight.device.type == "cpu"
+    np.testing.assert_allclose(state.meta_class_weight.numpy(), clf.meta_class_weight_, rtol=1e-6)
