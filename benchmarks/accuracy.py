@@ -59,7 +59,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from sklearn_noisy import MetaLabelCorrectionClassifier
-from sklearn_noisy.datasets import make_noisy_case
+from sklearn_noisy.datasets import available_datasets, make_noisy_case
 from sklearn_noisy.methods import GLC, available_methods, get_method
 from sklearn_noisy.modules import MLP
 
@@ -924,7 +924,10 @@ def main(argv=None):
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
-        "--datasets", default="digits", help="comma-separated: digits,mnist,mnist1d"
+        "--datasets",
+        default="digits",
+        help="comma-separated names from sklearn_noisy.datasets.available_datasets(): "
+        f"{','.join(available_datasets())} (the issue's cases: digits,mnist,mnist1d)",
     )
     parser.add_argument(
         "--cases",
@@ -1041,6 +1044,9 @@ def main(argv=None):
     unknown = [p for p in settings["peers"] if p not in PEERS]
     if unknown:
         parser.error(f"unknown peers {unknown}; choose from {PEERS}")
+    unknown = [d for d in settings["datasets"] if d not in available_datasets()]
+    if unknown:
+        parser.error(f"unknown datasets {unknown}; choose from {available_datasets()}")
     settings["command"] = " ".join(
         ["python benchmarks/accuracy.py", *(sys.argv[1:] if argv is None else argv)]
     )

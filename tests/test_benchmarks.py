@@ -303,6 +303,14 @@ def test_accuracy_refuses_an_unknown_or_fixed_parameter():
             mod.main(["--quick", "--set", bad])
 
 
+def test_accuracy_refuses_an_unknown_dataset_before_fitting(capsys):
+    mod = _accuracy_module()
+    with pytest.raises(SystemExit):
+        mod.main(["--datasets", "digits,digitz", "--seeds", "1", "--peers", ""])
+    err = capsys.readouterr().err
+    assert "unknown datasets ['digitz']" in err and "breast_cancer" in err
+
+
 def _another_seed(report, seed, shift):
     """A copy of ``report`` as if its runs had been fitted on ``seed``, every test
     accuracy moved by ``shift``."""
@@ -725,6 +733,7 @@ README_TABLE_SOURCES = {
     "Imbalanced classes: the meta loss weighted to the labels' class shares (stop 46)": [
         "accuracy_imbalanced_0.7.json"
     ],
+    "Two classes: `breast_cancer`, and parity tasks (stop 47)": ["accuracy_breast_cancer.json"],
 }
 
 
