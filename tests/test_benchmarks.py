@@ -872,6 +872,25 @@ _TIME_FLOPS = ("s / epoch", "time / ce", "FLOPs / ce")
             [("speed_s42_embeddings.json", (*_TIME_FLOPS, "samples / s", "peak host MB"))],
             None,
         ),
+        # stop 48: runs 26-28 (40%, torch 2.1.0, 2.13.0, 2.14.1), runs 29-31 (2.13.0)
+        (
+            "Runs 26-28, the 40% case on three torch releases",
+            [
+                ("speed_s48_torch2.1.json", _TIME_FLOPS[:2]),
+                ("speed_s48_torch2.13.json", _TIME_FLOPS[:2]),
+                ("speed_s48_torch2.14.json", _TIME_FLOPS[:2]),
+            ],
+            None,
+        ),
+        (
+            "Runs 29-31 on torch 2.13.0",
+            [
+                ("speed_s48_torch2.13_heavy.json", _TIME_FLOPS[:2]),
+                ("speed_s48_torch2.13_heavy_solo.json", _TIME_FLOPS[:2]),
+                ("speed_s48_torch2.13_solo.json", _TIME_FLOPS[:2]),
+            ],
+            None,
+        ),
         (
             "Run 17, `ce` and `mfrw` on the embeddings case",
             [("speed_s40_embeddings_mfrw.json", (*_TIME_FLOPS, "samples / s", "peak host MB"))],
