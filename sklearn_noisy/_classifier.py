@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import inspect
+import math
 import numbers
 import warnings
 
@@ -1218,11 +1219,11 @@ class MetaLabelCorrectionClassifier(ClassifierMixin, BaseEstimator):
                     encode_targets(y_n_enc[held], np.zeros(len(held), bool)),
                 )
             )
-        warmup = (
-            self.method_.default_warmup(self.max_epochs)
-            if self.warmup_epochs is None or auto_warmup
-            else self.warmup_epochs
-        )
+        if self.warmup_epochs is None or auto_warmup:  # the method's (auto: the cap)
+            steps_per_epoch = math.ceil(len(y_train) / int(self.batch_size))
+            warmup = self.method_.fixed_warmup(self.max_epochs, steps_per_epoch)
+        else:
+            warmup = self.warmup_epochs
         if self.warmup_epochs is None and pretrain and self.method_.pretraining_replaces_warmup:
             warmup = 0
         info = TrainInfo(

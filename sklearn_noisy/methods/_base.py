@@ -462,8 +462,28 @@ class MetaMethod(BaseEstimator):
     heavy_noise_settings: Mapping = MappingProxyType({})
     heavy_noise_leans_on_trusted_model = False
 
+    #: Optimizer steps per epoch on the data where :meth:`default_warmup`'s share
+    #: of ``max_epochs`` was chosen, for a method whose fixed warm-up is shortened
+    #: where an epoch takes more steps (:meth:`fixed_warmup`); ``None``: never.
+    warmup_reference_steps: int | None = None
+
     def default_warmup(self, max_epochs: int) -> int:
         return 0
+
+    def fixed_warmup(self, max_epochs: int, steps_per_epoch: int) -> int:
+        """The fixed warm-up of a fit whose epochs take ``steps_per_epoch`` steps.
+
+        :meth:`default_warmup`, shortened in proportion where an epoch takes
+        more optimizer steps than ``warmup_reference_steps`` (larger data, or
+        a smaller batch), but to no fewer than one epoch: a network starts to
+        memorise the noisy labels after a number of steps rather than of
+        epochs (see ``MSLG``).  The same epochs where the epochs are no longer.
+        """
+        epochs = int(self.default_warmup(max_epochs))
+        ref = self.warmup_reference_steps
+        if ref is None or epochs == 0 or steps_per_epoch <= ref:
+            return epochs
+        return max(1, int(round(epochs * ref / steps_per_epoch)))
 
     def uses_label_estimate(self, n_classes: int) -> bool:
         """Whether :meth:`build` needs ``info.label_accuracy`` for ``n_classes`` classes.
