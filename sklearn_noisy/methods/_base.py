@@ -475,9 +475,10 @@ class MetaMethod(BaseEstimator):
 
         :meth:`default_warmup`, shortened in proportion where an epoch takes
         more optimizer steps than ``warmup_reference_steps`` (larger data, or
-        a smaller batch), but to no fewer than one epoch: a network starts to
-        memorise the noisy labels after a number of steps rather than of
-        epochs (see ``MSLG``).  The same epochs where the epochs are no longer.
+        a smaller batch), but to no fewer than one epoch: the warm-up keeps
+        the optimizer steps it had where its share was chosen, while
+        memorising the flipped labels takes passes over their rows (see
+        ``MSLG``).  Where an epoch takes no more steps, :meth:`default_warmup`.
         """
         epochs = int(self.default_warmup(max_epochs))
         ref = self.warmup_reference_steps

@@ -141,16 +141,19 @@ class MSLG(MetaMethod):
     ``mnist1d`` cases, 3,500 training rows at the default batch of 64, where
     the 40% share was chosen), the fixed warm-up is shortened in proportion,
     to no fewer than one epoch (``MetaMethod.fixed_warmup``): 20 epochs of
-    50 become 5 on 14,000 rows.  A network memorises the noisy labels after
-    a number of steps rather than of epochs, and the label table starts from
-    the network the warm-up leaves: on data four times the benchmark's
-    (scikit-learn's ``make_classification``, 14,000 training rows, 128
-    features; ``benchmarks/README.md``, "More rows per epoch"), the 40% warm-up
-    left a network that had learned the given labels, the table hardly moved
-    (12% of the wrong labels fixed at 40% symmetric noise, against 50-64%
-    for ``mlc`` and ``tmlc``) and test accuracy was 0.39 with 100 classes
-    (``tmlc`` 0.66), 0.12-0.29 at 80% noise, below a model of the 1,000
-    trusted rows alone (0.29); with the warm-up in steps 0.66 and 0.36-0.37.
+    50 become 5 on 14,000 rows.  The warm-up keeps the optimizer steps it
+    had where it was chosen, i.e. as much learning of the patterns the clean
+    rows share (``mnist1d``'s slow network needs all of it, "A shorter
+    warm-up for ``mslg``" in ``benchmarks/HISTORY.md``), while memorising a
+    flipped label takes passes over its row, which a warm-up counted in
+    epochs multiplies on more rows.  On 14,000 rows of the generated
+    ``clusters100`` dataset (100 classes, 128 features;
+    ``benchmarks/README.md``, "More rows per epoch") the 20-epoch warm-up
+    left a network that had learned the given labels, the table hardly
+    moved (12% of the wrong labels fixed at 40% symmetric noise, against
+    50-64% for ``mlc`` and ``tmlc``) and test accuracy was 0.39 (``tmlc``
+    0.66), and 0.12 at 80% noise, below a model of the 1,000 trusted rows
+    alone (0.29); with the warm-up in steps 0.65-0.66 and 0.36.
     The automatic warm-up's cap is shortened likewise: at 80% noise, where
     the trusted rows alone predict better than the labels are right (seed
     1), the automatic warm-up with a cap of 20 ended at epoch 11 and
