@@ -734,6 +734,7 @@ README_TABLE_SOURCES = {
         "accuracy_imbalanced_0.7.json"
     ],
     "Two classes: `breast_cancer`, and parity tasks (stop 47)": ["accuracy_breast_cancer.json"],
+    "More rows per epoch: `clusters100`, 100 classes (stop 49)": ["accuracy_clusters100.json"],
 }
 
 
